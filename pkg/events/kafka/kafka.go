@@ -1,0 +1,61 @@
+// Package kafka holds the Kafka plumbing every service shares: the topic
+// list, creating topics through the admin API, and the embedded
+// Kafka-protocol broker that the dev stack and tests run when no real
+// cluster is configured.
+package kafka
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/orderflow/orderflow/pkg/events/contract"
+)
+
+// Partitions is the partition count of every Orderflow topic.
+const Partitions = 12
+
+// Topics lists every topic of the system: one per emitting service, and a
+// dead-letter topic per consuming service.
+var Topics = []string{
+	contract.TopicOrders, contract.TopicPayments, contract.TopicWarehouse, contract.TopicLoyalty,
+	"dlq.orders", "dlq.payments", "dlq.warehouse", "dlq.loyalty", "dlq.email",
+}
+
+// ParseBrokers splits a comma-separated KAFKA_BROKERS value.
+func ParseBrokers(s string) []string {
+	var out []string
+	for _, b := range strings.Split(s, ",") {
+		if b = strings.TrimSpace(b); b != "" {
+			out = append(out, b)
+		}
+	}
+	return out
+}
+
+// EnsureTopics creates the topics that do not exist yet, with Partitions
+// partitions and the broker's default replication. Existing topics are left
+// as they are.
+func EnsureTopics(ctx context.Context, brokers []string, topics ...string) error {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		return fmt.Errorf("kafka admin client: %w", err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	resp, err := adm.CreateTopics(ctx, Partitions, -1, nil, topics...)
+	if err != nil {
+		return fmt.Errorf("create topics: %w", err)
+	}
+	for _, r := range resp.Sorted() {
+		if r.Err != nil && !errors.Is(r.Err, kerr.TopicAlreadyExists) {
+			return fmt.Errorf("create topic %s: %w", r.Topic, r.Err)
+		}
+	}
+	return nil
+}

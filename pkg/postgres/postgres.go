@@ -1,0 +1,124 @@
+// Package postgres holds what every service needs to reach its own database:
+// creating it when missing, connecting, and applying embedded migrations.
+// It does not hide pgx: services use pgxpool and sqlc directly.
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/url"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/pressly/goose/v3"
+	"github.com/pressly/goose/v3/lock"
+)
+
+// DefaultURL is the server used when POSTGRES_URL is unset.
+const DefaultURL = "postgres://postgres@localhost:5432/postgres?sslmode=disable"
+
+// DatabaseURL returns serverURL with its database replaced by name.
+func DatabaseURL(serverURL, name string) (string, error) {
+	u, err := url.Parse(serverURL)
+	if err != nil {
+		return "", fmt.Errorf("parse postgres url: %w", err)
+	}
+	u.Path = "/" + name
+	return u.String(), nil
+}
+
+// EnsureDatabase creates database name on the server at serverURL unless it
+// exists, and returns its URL. Concurrent callers are safe.
+func EnsureDatabase(ctx context.Context, serverURL, name string) (string, error) {
+	dbURL, err := DatabaseURL(serverURL, name)
+	if err != nil {
+		return "", err
+	}
+	conn, err := pgx.Connect(ctx, serverURL)
+	if err != nil {
+		return "", fmt.Errorf("connect to postgres: %w", err)
+	}
+	defer conn.Close(ctx)
+	var exists bool
+	if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)", name).Scan(&exists); err != nil {
+		return "", fmt.Errorf("look up database %s: %w", name, err)
+	}
+	if exists {
+		return dbURL, nil
+	}
+	_, err = conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize())
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && (pgErr.Code == "42P04" || pgErr.Code == "23505") {
+		return dbURL, nil // created by a concurrent caller
+	}
+	if err != nil {
+		return "", fmt.Errorf("create database %s: %w", name, err)
+	}
+	return dbURL, nil
+}
+
+// DropDatabase drops database name, disconnecting its sessions.
+func DropDatabase(ctx context.Context, serverURL, name string) error {
+	conn, err := pgx.Connect(ctx, serverURL)
+	if err != nil {
+		return fmt.Errorf("connect to postgres: %w", err)
+	}
+	defer conn.Close(ctx)
+	_, err = conn.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)")
+	return err
+}
+
+// Connect opens a pool on the database at dbURL and checks it answers.
+func Connect(ctx context.Context, dbURL string, maxConns int32) (*pgxpool.Pool, error) {
+	cfg, err := pgxpool.ParseConfig(dbURL)
+	if err != nil {
+		return nil, fmt.Errorf("parse postgres url: %w", err)
+	}
+	if maxConns > 0 {
+		cfg.MaxConns = maxConns
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("open pool: %w", err)
+	}
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("ping postgres: %w", err)
+	}
+	return pool, nil
+}
+
+// Migrate applies the goose migrations in fsys (SQL files at its root) to
+// the pool's database, recording them in versionTable. Instances starting
+// together are serialized by a session advisory lock.
+func Migrate(ctx context.Context, pool *pgxpool.Pool, fsys fs.FS, versionTable string) error {
+	db := stdlib.OpenDBFromPool(pool)
+	defer db.Close()
+	locker, err := lock.NewPostgresSessionLocker(lock.WithLockID(lockID(versionTable)))
+	if err != nil {
+		return fmt.Errorf("migration lock: %w", err)
+	}
+	p, err := goose.NewProvider(goose.DialectPostgres, db, fsys,
+		goose.WithTableName(versionTable), goose.WithSessionLocker(locker))
+	if err != nil {
+		return fmt.Errorf("load migrations: %w", err)
+	}
+	if _, err := p.Up(ctx); err != nil {
+		return fmt.Errorf("apply migrations: %w", err)
+	}
+	return nil
+}
+
+// lockID gives each version table its own advisory lock, so a service's
+// migrations and the outbox's do not wait on each other.
+func lockID(table string) int64 {
+	var h int64 = 5887940537704921958 // goose's default id, as a seed
+	for _, c := range table {
+		h = h*31 + int64(c)
+	}
+	return h
+}
