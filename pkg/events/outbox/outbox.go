@@ -2,60 +2,190 @@
 // database: Write inserts events inside the caller's transaction, and Run
 // relays committed rows to Kafka.
 //
-// Guarantees: an event is published if and only if the transaction that
-// wrote it committed; events of one orderId are published in commit order,
-// even with several relay instances on one outbox (one leader at a time,
-// holding a PostgreSQL advisory lock); a crash between the broker's ack and
-// the bulk mark only re-publishes the same eventId. Not guaranteed: exactly
-// once delivery. Consumers deduplicate by eventId.
+// Guarantees:
+//   - An event is published if and only if the transaction that wrote it
+//     committed, and it is never skipped: the relay has no high-water mark.
+//     Each batch takes the oldest rows still marked unpublished (a partial
+//     index keeps that list small), so a row of a transaction that commits
+//     late (its bigserial id is lower than rows committed before it) is
+//     simply taken by a later batch.
+//   - Events of one orderId are published in the order their transactions
+//     committed. A transaction that writes an event for an order after
+//     another one committed draws a higher id, and rows are produced in id
+//     order through one idempotent producer, which keeps per-partition order
+//     across retries.
+//   - One relay publishes at a time: instances compete for a session
+//     advisory lock on a dedicated connection; when the leader dies, its
+//     session ends, the lock is released and another instance takes over
+//     within LeaseRetry.
+//   - A crash between the broker's ack and the bulk mark only re-publishes
+//     the same eventId; consumers deduplicate by eventId.
+//
+// Not guaranteed: exactly-once delivery, and order between concurrent
+// transactions that both write events for one order without serializing on
+// a row lock (services take that lock).
 package outbox
 
 import (
 	"context"
+	"embed"
+	"encoding/json"
+	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/orderflow/orderflow/pkg/events/contract"
+	"github.com/orderflow/orderflow/pkg/events/correlation"
+	"github.com/orderflow/orderflow/pkg/events/outbox/internal/outboxdb"
+	"github.com/orderflow/orderflow/pkg/postgres"
 )
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// Migrate creates or updates the outbox table in the pool's database. Its
+// version history is kept apart from the service's own migrations.
+func Migrate(ctx context.Context, pool *pgxpool.Pool) error {
+	return postgres.Migrate(ctx, pool, mustSub(migrations, "migrations"), "goose_outbox")
+}
 
 // Config configures one service's outbox.
 type Config struct {
-	Service   string        // e.g. "orders"; ce_source is "orderflow/<service>"
-	Brokers   []string      // Kafka seed brokers
-	BatchSize int           // rows per relay batch; default 5000
-	Retention time.Duration // published rows kept this long; default 7 days
+	Service string   // e.g. "orders"; records carry ce_source "orderflow/<service>"
+	Brokers []string // Kafka seed brokers
+
+	BatchSize  int           // rows per relay batch; default 5000
+	Retention  time.Duration // published rows are kept this long; default 7 days
+	LeaseRetry time.Duration // how often a follower tries to become leader; default 1s
+	MaxPoll    time.Duration // longest idle wait between polls when no wake-up comes; default 1s
+
+	// Registerer receives the outbox metrics; nil registers none.
+	Registerer prometheus.Registerer
+}
+
+func (c *Config) setDefaults() {
+	if c.BatchSize <= 0 {
+		c.BatchSize = 5000
+	}
+	if c.Retention <= 0 {
+		c.Retention = 7 * 24 * time.Hour
+	}
+	if c.LeaseRetry <= 0 {
+		c.LeaseRetry = time.Second
+	}
+	if c.MaxPoll <= 0 {
+		c.MaxPoll = time.Second
+	}
 }
 
 // Outbox is one service's outbox: its writer and its relay.
 type Outbox struct {
-	pool *pgxpool.Pool
-	cfg  Config
-	log  *slog.Logger
+	pool    *pgxpool.Pool
+	cfg     Config
+	log     *slog.Logger
+	source  string // ce_source
+	metrics *metrics
+
+	committed chan struct{} // Committed → relay, capacity 1
+	leader    atomic.Bool   // this process's relay holds the lease
+	producer  atomic.Pointer[producer]
 }
 
 // New returns the outbox of the service whose database pool is given. The
 // table must exist: call Migrate at start.
 func New(pool *pgxpool.Pool, cfg Config, log *slog.Logger) *Outbox {
-	return &Outbox{pool: pool, cfg: cfg, log: log}
+	cfg.setDefaults()
+	o := &Outbox{
+		pool:      pool,
+		cfg:       cfg,
+		log:       log.With("component", "outbox"),
+		source:    "orderflow/" + cfg.Service,
+		committed: make(chan struct{}, 1),
+	}
+	o.metrics = newMetrics(o, cfg.Registerer)
+	return o
 }
 
-// Write validates each event against its schema, fills in eventId and
-// occurredAt when empty, and inserts it in tx, with the correlation id
-// carried by ctx. Nothing is written when any event is invalid.
+// Write validates each event against its schema, fills in eventId (UUIDv7),
+// version and occurredAt when empty, and inserts it in tx with the
+// correlation id and traceparent carried by ctx. Nothing is written when any
+// event is invalid: the caller's transaction should then roll back.
 func (o *Outbox) Write(ctx context.Context, tx pgx.Tx, events ...contract.Event) error {
-	panic("todo")
+	rows := make([]outboxdb.InsertEventParams, 0, len(events))
+	now := time.Now().UTC()
+	for _, e := range events {
+		p, err := prepare(e, now)
+		if err != nil {
+			return err
+		}
+		p.CorrelationID = correlation.ID(ctx)
+		p.Traceparent = correlation.Traceparent(ctx)
+		rows = append(rows, p)
+	}
+	q := outboxdb.New(tx)
+	for _, p := range rows {
+		if err := q.InsertEvent(ctx, p); err != nil {
+			return fmt.Errorf("outbox: insert %s: %w", p.EventType, err)
+		}
+	}
+	return nil
+}
+
+// prepare completes e's envelope, marshals and validates it.
+func prepare(e contract.Event, now time.Time) (outboxdb.InsertEventParams, error) {
+	name := e.Name()
+	m := e.Meta()
+	topic, ok := contract.TopicOf(name)
+	if !ok {
+		return outboxdb.InsertEventParams{}, fmt.Errorf("outbox: event %s has no topic", name)
+	}
+	m.Event = name
+	if m.Version == 0 {
+		m.Version = 1
+	}
+	if m.EventID == "" {
+		id, err := uuid.NewV7()
+		if err != nil {
+			return outboxdb.InsertEventParams{}, fmt.Errorf("outbox: event id: %w", err)
+		}
+		m.EventID = id.String()
+	}
+	if m.OccurredAt.IsZero() {
+		m.OccurredAt = now
+	}
+	eventID, err := uuid.Parse(m.EventID)
+	if err != nil {
+		return outboxdb.InsertEventParams{}, fmt.Errorf("outbox: %s eventId %q: %w", name, m.EventID, err)
+	}
+	payload, err := json.Marshal(e)
+	if err != nil {
+		return outboxdb.InsertEventParams{}, fmt.Errorf("outbox: marshal %s: %w", name, err)
+	}
+	if err := contract.Validate(name, m.Version, payload); err != nil {
+		return outboxdb.InsertEventParams{}, fmt.Errorf("outbox: %s: %w", name, err)
+	}
+	return outboxdb.InsertEventParams{
+		EventID:    eventID,
+		Topic:      topic,
+		Key:        m.OrderID,
+		EventType:  name,
+		Payload:    payload,
+		OccurredAt: m.OccurredAt,
+	}, nil
 }
 
 // Committed tells the relay that a transaction which wrote events has
 // committed, so it publishes them now rather than at its next poll. It never
-// blocks.
-func (o *Outbox) Committed() {}
-
-// Run relays the outbox to Kafka until ctx is done.
-func (o *Outbox) Run(ctx context.Context) error { panic("todo") }
-
-// Ready reports whether the relay can reach its database and broker.
-func (o *Outbox) Ready(ctx context.Context) error { panic("todo") }
+// blocks; calls while a wake-up is pending coalesce.
+func (o *Outbox) Committed() {
+	select {
+	case o.committed <- struct{}{}:
+	default:
+	}
+}

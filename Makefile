@@ -1,0 +1,43 @@
+# Orderflow. `make run` starts the whole system; `make test` runs every test.
+SHELL := /bin/bash
+GO    ?= go
+PKGS  := ./...
+
+.PHONY: run test generate check-generated bench deps up down check-services vet fmt
+
+## run: the whole system in one process (embedded Kafka unless KAFKA_BROKERS is set)
+run: check-services
+	$(GO) run ./cmd/orderflow
+
+## test: every test, against local PostgreSQL and RabbitMQ and the embedded broker
+test: check-services check-generated
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed on: $$(gofmt -l $$(git ls-files '*.go'))"; exit 1; }
+	$(GO) vet $(PKGS)
+	$(GO) test -race -count=1 -timeout 20m $(PKGS)
+
+## generate: sqlc code and the event catalogue
+generate:
+	$(GO) tool sqlc generate
+	$(GO) generate ./pkg/events/contract
+
+## check-generated: fail when generated code is stale
+check-generated:
+	@$(GO) tool sqlc diff || { echo "sqlc output is stale: run make generate"; exit 1; }
+
+## bench: the performance benchmarks (state the machine when you quote them)
+bench: check-services
+	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./bench/...
+
+## check-services: one line and the fix when PostgreSQL or RabbitMQ is missing
+check-services:
+	@scripts/check-services
+
+## deps: just PostgreSQL and RabbitMQ from deploy/compose.yaml, for machines with Docker
+deps:
+	docker compose -f deploy/compose.yaml up -d postgres rabbitmq
+
+## up / down: the whole system in containers
+up:
+	docker compose -f deploy/compose.yaml up -d --build
+down:
+	docker compose -f deploy/compose.yaml down

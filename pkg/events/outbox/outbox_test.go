@@ -1,0 +1,502 @@
+package outbox_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/orderflow/orderflow/internal/kafkatest"
+	"github.com/orderflow/orderflow/internal/pgtest"
+	"github.com/orderflow/orderflow/pkg/events/contract"
+	"github.com/orderflow/orderflow/pkg/events/correlation"
+	"github.com/orderflow/orderflow/pkg/events/outbox"
+)
+
+type bundle struct {
+	pool   *pgxpool.Pool
+	broker *kafkatest.Broker
+	log    *slog.Logger
+}
+
+func setup(t *testing.T) *bundle {
+	t.Helper()
+	pool := pgtest.NewPool(t)
+	if err := outbox.Migrate(context.Background(), pool); err != nil {
+		t.Fatal(err)
+	}
+	return &bundle{pool: pool, broker: kafkatest.Start(t), log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+}
+
+func (b *bundle) newOutbox(t *testing.T, mod func(*outbox.Config)) *outbox.Outbox {
+	cfg := outbox.Config{Service: "orders", Brokers: b.broker.Addrs, LeaseRetry: 200 * time.Millisecond}
+	if mod != nil {
+		mod(&cfg)
+	}
+	return outbox.New(b.pool, cfg, b.log)
+}
+
+// relay runs o until stop is called or the test ends.
+type relay struct {
+	stop func()
+	done chan error
+}
+
+func startRelay(t *testing.T, o *outbox.Outbox) *relay {
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &relay{stop: cancel, done: make(chan error, 1)}
+	go func() { r.done <- o.Run(ctx) }()
+	t.Cleanup(func() { r.halt(t) })
+	return r
+}
+
+func (r *relay) halt(t *testing.T) {
+	r.stop()
+	select {
+	case err := <-r.done:
+		if err != nil {
+			t.Errorf("relay: %v", err)
+		}
+		r.done <- nil // later halts return at once
+	case <-time.After(10 * time.Second):
+		t.Error("relay did not stop within 10s")
+	}
+}
+
+func placed(orderID string) *contract.OrderPlaced {
+	return &contract.OrderPlaced{
+		Envelope:   contract.Envelope{OrderID: orderID},
+		CustomerID: "c-1", Email: "ada@example.com",
+		Items:      []contract.Item{{SKU: "sku-1", Quantity: 2, UnitPriceCents: 500}},
+		TotalCents: 1000, Currency: "EUR", PaymentToken: "tok_visa",
+	}
+}
+
+func cancelled(orderID string) *contract.OrderCancelled {
+	return &contract.OrderCancelled{Envelope: contract.Envelope{OrderID: orderID}, Reason: "customer_request"}
+}
+
+// write commits events in one transaction and returns their ids.
+func write(t testing.TB, ctx context.Context, pool *pgxpool.Pool, o *outbox.Outbox, events ...contract.Event) []string {
+	t.Helper()
+	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error { return o.Write(ctx, tx, events...) })
+	if err != nil {
+		t.Fatalf("write: %v", err)
+	}
+	o.Committed()
+	ids := make([]string, len(events))
+	for i, e := range events {
+		ids[i] = e.Meta().EventID
+	}
+	return ids
+}
+
+func count(t testing.TB, pool *pgxpool.Pool, where string) int {
+	t.Helper()
+	var n int
+	if err := pool.QueryRow(context.Background(), "SELECT count(*) FROM outbox WHERE "+where).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// consumer reads the orders topic from the start and keeps the records of
+// the orders the test cares about (a real cluster may hold other tests').
+type consumer struct {
+	mu      sync.Mutex
+	byOrder map[string][]*kgo.Record
+	total   int
+}
+
+func consume(t *testing.T, addrs []string, orders map[string]bool) *consumer {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addrs...), kgo.ConsumeTopics(contract.TopicOrders),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxWait(50*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	c := &consumer{byOrder: map[string][]*kgo.Record{}}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for ctx.Err() == nil {
+			fs := cl.PollFetches(ctx)
+			c.mu.Lock()
+			fs.EachRecord(func(r *kgo.Record) {
+				if orders[string(r.Key)] {
+					c.byOrder[string(r.Key)] = append(c.byOrder[string(r.Key)], r)
+					c.total++
+				}
+			})
+			c.mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() { cancel(); <-done; cl.Close() })
+	return c
+}
+
+// waitDistinct waits until n distinct event ids arrived.
+func (c *consumer) waitDistinct(t *testing.T, n int) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		c.mu.Lock()
+		seen := map[string]bool{}
+		for _, rs := range c.byOrder {
+			for _, r := range rs {
+				seen[header(r, "ce_id")] = true
+			}
+		}
+		c.mu.Unlock()
+		if len(seen) >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("consumer saw %d distinct events, want %d", len(seen), n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// checkOrder asserts that, per order, the first delivery of each event id
+// follows the expected sequence exactly: nothing missing, nothing reordered.
+// It returns how many duplicate deliveries it saw.
+func (c *consumer) checkOrder(t *testing.T, want map[string][]string) (dups int) {
+	t.Helper()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for order, ids := range want {
+		var got []string
+		seen := map[string]bool{}
+		for _, r := range c.byOrder[order] {
+			id := header(r, "ce_id")
+			if seen[id] {
+				dups++
+				continue
+			}
+			seen[id] = true
+			got = append(got, id)
+		}
+		if fmt.Sprint(got) != fmt.Sprint(ids) {
+			t.Fatalf("order %s: events arrived as\n%v\nwant\n%v", order, got, ids)
+		}
+	}
+	return dups
+}
+
+func header(r *kgo.Record, key string) string {
+	for _, h := range r.Headers {
+		if h.Key == key {
+			return string(h.Value)
+		}
+	}
+	return ""
+}
+
+func TestRelayPublishesWithHeaders(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	o := b.newOutbox(t, nil)
+	ctx := correlation.WithID(context.Background(), "corr-123")
+	orderID := uuid.NewString()
+	ids := write(t, ctx, b.pool, o, placed(orderID))
+
+	c := consume(t, b.broker.Addrs, map[string]bool{orderID: true})
+	startRelay(t, o)
+	c.waitDistinct(t, 1)
+	c.mu.Lock()
+	r := c.byOrder[orderID][0]
+	c.mu.Unlock()
+	want := map[string]string{
+		"ce_specversion": "1.0", "ce_id": ids[0], "ce_type": "OrderPlaced", "ce_source": "orderflow/orders",
+		"content-type": "application/json", "x-correlation-id": "corr-123",
+	}
+	for k, v := range want {
+		if got := header(r, k); got != v {
+			t.Errorf("header %s = %q, want %q", k, got, v)
+		}
+	}
+	if _, err := time.Parse(time.RFC3339Nano, header(r, "ce_time")); err != nil {
+		t.Errorf("ce_time: %v", err)
+	}
+	if string(r.Key) != orderID {
+		t.Errorf("key = %q, want the orderId", r.Key)
+	}
+	if err := contract.Validate("OrderPlaced", 1, r.Value); err != nil {
+		t.Errorf("published value fails its schema: %v", err)
+	}
+	waitFor(t, "row marked published", func() bool { return count(t, b.pool, "published_at IS NULL") == 0 })
+}
+
+func TestWriteRejectsInvalidEvent(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	o := b.newOutbox(t, nil)
+	ctx := context.Background()
+	bad := placed(uuid.NewString())
+	bad.Currency = "euro"
+	err := pgx.BeginFunc(ctx, b.pool, func(tx pgx.Tx) error {
+		return o.Write(ctx, tx, placed(uuid.NewString()), bad)
+	})
+	if err == nil {
+		t.Fatal("Write accepted an event that fails its schema")
+	}
+	if n := count(t, b.pool, "true"); n != 0 {
+		t.Fatalf("outbox has %d rows after a rejected write, want 0", n)
+	}
+}
+
+// Three relays on one outbox, the leader killed halfway: every event of 100
+// orders arrives, in per-order order.
+func TestThreeRelaysKeepPerOrderOrder(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	const orders, perOrder = 100, 100
+	ctx := context.Background()
+	want := map[string][]string{}
+	keys := map[string]bool{}
+	var orderIDs []string
+	for range orders {
+		id := uuid.NewString()
+		orderIDs = append(orderIDs, id)
+		keys[id] = true
+	}
+	c := consume(t, b.broker.Addrs, keys)
+
+	outboxes := make([]*outbox.Outbox, 3)
+	relays := make([]*relay, 3)
+	for i := range outboxes {
+		outboxes[i] = b.newOutbox(t, func(c *outbox.Config) { c.BatchSize = 500 })
+		relays[i] = startRelay(t, outboxes[i])
+	}
+
+	// Writers: each owns some orders and writes their events one
+	// transaction at a time, through all three outboxes.
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	var written atomic.Int64
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for seq := range perOrder {
+				for i := w; i < orders; i += 4 {
+					o := outboxes[(i+seq)%3]
+					ids := write(t, ctx, b.pool, o, cancelled(orderIDs[i]))
+					mu.Lock()
+					want[orderIDs[i]] = append(want[orderIDs[i]], ids[0])
+					mu.Unlock()
+					written.Add(1)
+				}
+			}
+		}()
+	}
+	// Kill whichever relay leads once a third is written; another must
+	// take over.
+	waitFor(t, "a third written", func() bool { return written.Load() > orders*perOrder/3 })
+	killed := false
+	for i, o := range outboxes {
+		if o.Leader() {
+			relays[i].halt(t)
+			killed = true
+			break
+		}
+	}
+	if !killed {
+		t.Fatal("no relay was leading")
+	}
+	wg.Wait()
+	c.waitDistinct(t, orders*perOrder)
+	dups := c.checkOrder(t, want)
+	t.Logf("%d events, %d duplicate deliveries", orders*perOrder, dups)
+	waitFor(t, "all rows marked", func() bool { return count(t, b.pool, "published_at IS NULL") == 0 })
+}
+
+// The broker refuses every produce while orders keep coming: writes still
+// succeed, nothing is marked, and the backlog drains in order afterwards.
+func TestBrokerDownThenRecovers(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	if b.broker.Embedded == nil {
+		t.Skip("needs the embedded broker to inject faults")
+	}
+	fault := b.broker.Embedded.Cluster().Fault(kfake.Fault{
+		Keys: []kmsg.Key{kmsg.Produce}, Err: kerr.NotEnoughReplicas, Count: -1,
+	})
+	o := b.newOutbox(t, nil)
+	startRelay(t, o)
+	ctx := context.Background()
+	orderID := uuid.NewString()
+	var want []string
+	for i := range 50 {
+		if i == 0 {
+			want = append(want, write(t, ctx, b.pool, o, placed(orderID))...)
+			continue
+		}
+		want = append(want, write(t, ctx, b.pool, o, cancelled(orderID))...)
+	}
+	waitFor(t, "the relay to try and fail", func() bool { return fault.Hits() > 3 })
+	if n := count(t, b.pool, "published_at IS NOT NULL"); n != 0 {
+		t.Fatalf("%d rows marked published while the broker refused them", n)
+	}
+	fault.Remove()
+	c := consume(t, b.broker.Addrs, map[string]bool{orderID: true})
+	c.waitDistinct(t, len(want))
+	c.checkOrder(t, map[string][]string{orderID: want})
+	waitFor(t, "backlog drained", func() bool { return count(t, b.pool, "published_at IS NULL") == 0 })
+}
+
+// The relay dies after the broker acked a batch and before marking it: the
+// next relay re-publishes the same event ids; nothing is lost.
+func TestCrashBetweenAckAndMark(t *testing.T) {
+	b := setup(t) // not parallel: the crash hook is package state
+	o := b.newOutbox(t, nil)
+	ctx := context.Background()
+	orderID := uuid.NewString()
+	want := write(t, ctx, b.pool, o, placed(orderID), cancelled(orderID))
+
+	first := startRelayWithHook(t, o)
+	<-first.crashed
+	first.halt(t)
+	if n := count(t, b.pool, "published_at IS NOT NULL"); n != 0 {
+		t.Fatalf("%d rows marked although the relay died before marking", n)
+	}
+	outbox.SetCrashAfterAck(nil)
+	startRelay(t, b.newOutbox(t, nil))
+	c := consume(t, b.broker.Addrs, map[string]bool{orderID: true})
+	waitFor(t, "all rows marked", func() bool { return count(t, b.pool, "published_at IS NULL") == 0 })
+	c.waitDistinct(t, 2)
+	if dups := c.checkOrder(t, map[string][]string{orderID: want}); dups != 2 {
+		t.Errorf("got %d duplicate deliveries, want 2 (the batch re-published once)", dups)
+	}
+}
+
+type hookedRelay struct {
+	*relay
+	crashed chan struct{}
+}
+
+func startRelayWithHook(t *testing.T, o *outbox.Outbox) *hookedRelay {
+	h := &hookedRelay{crashed: make(chan struct{})}
+	started := make(chan struct{})
+	var once sync.Once
+	outbox.SetCrashAfterAck(func() bool {
+		<-started
+		once.Do(func() { close(h.crashed) })
+		h.stop() // the process is gone: it will never mark
+		return true
+	})
+	t.Cleanup(func() { outbox.SetCrashAfterAck(nil) })
+	h.relay = startRelay(t, o)
+	close(started)
+	return h
+}
+
+// A transaction that drew a lower id but commits after a later one is still
+// published: the relay keeps no cursor that could pass it.
+func TestLateCommitIsNotSkipped(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	o := b.newOutbox(t, nil)
+	startRelay(t, o)
+	ctx := context.Background()
+	lateOrder, earlyOrder := uuid.NewString(), uuid.NewString()
+	c := consume(t, b.broker.Addrs, map[string]bool{lateOrder: true, earlyOrder: true})
+
+	late, err := b.pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer late.Rollback(ctx)
+	lateEvent := placed(lateOrder)
+	if err := o.Write(ctx, late, lateEvent); err != nil {
+		t.Fatal(err)
+	}
+	early := write(t, ctx, b.pool, o, placed(earlyOrder))
+	c.waitDistinct(t, 1) // the later transaction went out first
+	waitFor(t, "early row marked", func() bool { return count(t, b.pool, "published_at IS NOT NULL") == 1 })
+
+	if err := late.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	o.Committed()
+	c.waitDistinct(t, 2)
+	c.checkOrder(t, map[string][]string{lateOrder: {lateEvent.EventID}, earlyOrder: early})
+	var lateID, earlyID int64
+	b.pool.QueryRow(ctx, "SELECT id FROM outbox WHERE key = $1", lateOrder).Scan(&lateID)
+	b.pool.QueryRow(ctx, "SELECT id FROM outbox WHERE key = $1", earlyOrder).Scan(&earlyID)
+	if lateID >= earlyID {
+		t.Fatalf("test setup: late row id %d should be below early row id %d", lateID, earlyID)
+	}
+}
+
+// With polling effectively off, a commit in another instance still reaches
+// the leader through the debounced NOTIFY.
+func TestWakeUpAcrossInstances(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	slow := func(c *outbox.Config) { c.MaxPoll = time.Hour }
+	leader := b.newOutbox(t, slow)
+	startRelay(t, leader)
+	waitFor(t, "leader elected", leader.Leader)
+	follower := b.newOutbox(t, slow)
+	startRelay(t, follower)
+	time.Sleep(100 * time.Millisecond) // let the leader's poll back off past its first steps
+
+	orderID := uuid.NewString()
+	c := consume(t, b.broker.Addrs, map[string]bool{orderID: true})
+	write(t, context.Background(), b.pool, follower, placed(orderID))
+	c.waitDistinct(t, 1)
+}
+
+func TestRetentionAndReplay(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	o := b.newOutbox(t, nil)
+	ctx := context.Background()
+	oldOrder, newOrder := uuid.NewString(), uuid.NewString()
+	write(t, ctx, b.pool, o, placed(oldOrder))
+	newIDs := write(t, ctx, b.pool, o, placed(newOrder))
+	b.pool.Exec(ctx, "UPDATE outbox SET created_at = now() - interval '8 days', published_at = now() - interval '8 days' WHERE key = $1", oldOrder)
+	b.pool.Exec(ctx, "UPDATE outbox SET published_at = now() WHERE key = $1", newOrder)
+
+	n, err := outbox.DeleteExpired(ctx, b.pool, time.Now().Add(-7*24*time.Hour))
+	if err != nil || n != 1 {
+		t.Fatalf("DeleteExpired = %d, %v; want 1 row", n, err)
+	}
+	if count(t, b.pool, "true") != 1 {
+		t.Fatal("retention deleted a row inside the retention window")
+	}
+
+	startRelay(t, o)
+	c := consume(t, b.broker.Addrs, map[string]bool{newOrder: true})
+	n, err = outbox.Replay(ctx, b.pool, time.Now().Add(-time.Hour), time.Now().Add(time.Minute))
+	if err != nil || n != 1 {
+		t.Fatalf("Replay = %d, %v; want 1 row", n, err)
+	}
+	c.waitDistinct(t, 1)
+	c.checkOrder(t, map[string][]string{newOrder: newIDs})
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

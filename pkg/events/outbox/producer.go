@@ -1,0 +1,109 @@
+package outbox
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/orderflow/orderflow/pkg/events/outbox/internal/outboxdb"
+)
+
+// producer is the relay's one idempotent Kafka producer.
+type producer struct {
+	cl *kgo.Client
+}
+
+func newProducer(brokers []string) (*producer, error) {
+	cl, err := kgo.NewClient(
+		kgo.SeedBrokers(brokers...),
+		// Idempotent (franz-go's default) with acks=all: retries never
+		// duplicate or reorder records within a partition.
+		kgo.RequiredAcks(kgo.AllISRAcks()),
+		// Kafka's murmur2 on the key: every client maps an order to the same
+		// partition.
+		kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)),
+		// The relay batches rows itself; lingering would only add latency.
+		kgo.ProducerLinger(0),
+		kgo.MaxBufferedRecords(50000),
+		// No delivery timeout or retry limit: while the broker is down,
+		// records wait in order instead of failing and being re-sent out of
+		// order with rows behind them.
+	)
+	if err != nil {
+		return nil, fmt.Errorf("kafka producer: %w", err)
+	}
+	return &producer{cl: cl}, nil
+}
+
+func (p *producer) close() { p.cl.Close() }
+
+// publish produces rows in order and waits for the broker's acks. It returns
+// the ids of rows that may be marked published: acked, and with no row of
+// the same key before them in this batch that failed (marking a later row
+// while an earlier one is re-sent would reorder the key).
+func (p *producer) publish(ctx context.Context, source string, rows []outboxdb.PendingBatchRow) ([]int64, error) {
+	errs := make([]error, len(rows))
+	var wg sync.WaitGroup
+	wg.Add(len(rows))
+	for i := range rows {
+		rec := record(source, &rows[i])
+		p.cl.Produce(ctx, rec, func(_ *kgo.Record, err error) {
+			errs[i] = err
+			wg.Done()
+		})
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		// Records still buffered fail when the client closes; none is marked.
+		return nil, ctx.Err()
+	}
+
+	acked := make([]int64, 0, len(rows))
+	var firstErr error
+	var failedKeys map[string]bool
+	for i := range rows {
+		if errs[i] != nil {
+			if firstErr == nil {
+				firstErr = fmt.Errorf("produce %s to %s: %w", rows[i].EventID, rows[i].Topic, errs[i])
+				failedKeys = make(map[string]bool)
+			}
+			failedKeys[rows[i].Key] = true
+			continue
+		}
+		if failedKeys[rows[i].Key] {
+			continue
+		}
+		acked = append(acked, rows[i].ID)
+	}
+	return acked, firstErr
+}
+
+// record builds the Kafka record of an outbox row: the event JSON as value,
+// the orderId as key, CloudEvents binary-mode headers plus tracing.
+func record(source string, r *outboxdb.PendingBatchRow) *kgo.Record {
+	headers := make([]kgo.RecordHeader, 0, 8)
+	headers = append(headers,
+		kgo.RecordHeader{Key: "ce_specversion", Value: []byte("1.0")},
+		kgo.RecordHeader{Key: "ce_id", Value: []byte(r.EventID.String())},
+		kgo.RecordHeader{Key: "ce_type", Value: []byte(r.EventType)},
+		kgo.RecordHeader{Key: "ce_source", Value: []byte(source)},
+		kgo.RecordHeader{Key: "ce_time", Value: r.OccurredAt.UTC().AppendFormat(nil, time.RFC3339Nano)},
+		kgo.RecordHeader{Key: "content-type", Value: []byte("application/json")},
+		kgo.RecordHeader{Key: "x-correlation-id", Value: []byte(r.CorrelationID)},
+	)
+	if r.Traceparent != "" {
+		headers = append(headers, kgo.RecordHeader{Key: "traceparent", Value: []byte(r.Traceparent)})
+	}
+	return &kgo.Record{
+		Topic:   r.Topic,
+		Key:     []byte(r.Key),
+		Value:   r.Payload,
+		Headers: headers,
+	}
+}

@@ -1,0 +1,372 @@
+package outbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"io/fs"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/orderflow/orderflow/pkg/events/outbox/internal/outboxdb"
+)
+
+// notifyChannel is the LISTEN/NOTIFY channel other instances use to wake the
+// leader. Channels are per database, so every service has its own.
+const notifyChannel = "orderflow_outbox"
+
+// Wake-up timing. A NOTIFY is sent at most once per notifyEvery, outside any
+// order transaction: a NOTIFY inside each transaction would serialize
+// commits (DESIGN "Hard parts"). The fallback poll starts at minPoll after
+// activity and doubles up to Config.MaxPoll while idle.
+const (
+	notifyEvery = 5 * time.Millisecond
+	minPoll     = 10 * time.Millisecond
+	maxBackoff  = 5 * time.Second
+)
+
+var errLeaseLost = errors.New("relay lease lost")
+
+// crashAfterAck is a test hook: when it returns true, a batch the broker
+// acked is left unmarked, as if the process died between ack and mark.
+var (
+	crashAfterAck     func() bool
+	errSimulatedCrash = errors.New("simulated crash between ack and mark")
+)
+
+// Run relays the outbox to Kafka until ctx is done, then returns nil. While
+// another instance leads, it waits to take over; while it leads, it
+// publishes batches and deletes rows past the retention.
+func (o *Outbox) Run(ctx context.Context) error {
+	p, err := newProducer(o.cfg.Brokers)
+	if err != nil {
+		return err
+	}
+	o.producer.Store(p)
+	defer p.close()
+
+	localWake := make(chan struct{}, 1)
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return o.forwardCommits(ctx, localWake) })
+	g.Go(func() error { return o.lead(ctx, p, localWake) })
+	g.Go(func() error { return o.expire(ctx) })
+	return g.Wait()
+}
+
+// forwardCommits routes Committed signals: to this process's relay when it
+// leads, otherwise as a debounced NOTIFY to the leader elsewhere.
+func (o *Outbox) forwardCommits(ctx context.Context, localWake chan<- struct{}) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-o.committed:
+		}
+		if o.leader.Load() {
+			select {
+			case localWake <- struct{}{}:
+			default:
+			}
+			continue
+		}
+		if _, err := o.pool.Exec(ctx, "SELECT pg_notify($1, '')", notifyChannel); err != nil && ctx.Err() == nil {
+			o.log.Warn("notify relay leader", "err", err) // the leader's poll still finds the rows
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(notifyEvery):
+		}
+	}
+}
+
+// lead competes for the lease and publishes while holding it.
+func (o *Outbox) lead(ctx context.Context, p *producer, localWake <-chan struct{}) error {
+	for {
+		l, err := o.acquire(ctx)
+		if err != nil {
+			return nil // ctx done
+		}
+		o.log.Info("relay is leader")
+		err = o.publishWhileLeader(ctx, p, l, localWake)
+		l.release()
+		if ctx.Err() != nil {
+			return nil
+		}
+		o.log.Warn("relay stopped leading", "err", err)
+		if !sleep(ctx, o.cfg.LeaseRetry) {
+			return nil
+		}
+	}
+}
+
+// lease is the relay's leadership: a session advisory lock held on a
+// dedicated connection, which also LISTENs for wake-ups.
+type lease struct {
+	conn *pgx.Conn
+	wake chan struct{} // a NOTIFY arrived
+	lost chan struct{} // closed when the connection, and so the lock, is gone
+	stop context.CancelFunc
+	done chan struct{}
+}
+
+// leaseKey names the lock: one per service database (advisory locks are
+// scoped to a database), so leader election is per outbox.
+func leaseKey() int64 {
+	h := fnv.New64a()
+	h.Write([]byte("orderflow.outbox.relay"))
+	return int64(h.Sum64())
+}
+
+// acquire blocks until this instance holds the lease or ctx is done.
+func (o *Outbox) acquire(ctx context.Context) (*lease, error) {
+	for {
+		l, err := o.tryAcquire(ctx)
+		if l != nil {
+			return l, nil
+		}
+		if err != nil && ctx.Err() == nil {
+			o.log.Warn("relay lease", "err", err)
+		}
+		if !sleep(ctx, o.cfg.LeaseRetry) {
+			return nil, ctx.Err()
+		}
+	}
+}
+
+func (o *Outbox) tryAcquire(ctx context.Context) (*lease, error) {
+	conn, err := pgx.ConnectConfig(ctx, o.pool.Config().ConnConfig.Copy())
+	if err != nil {
+		return nil, fmt.Errorf("connect: %w", err)
+	}
+	var got bool
+	if err := conn.QueryRow(ctx, "SELECT pg_try_advisory_lock($1)", leaseKey()).Scan(&got); err != nil || !got {
+		conn.Close(context.Background())
+		return nil, err
+	}
+	if _, err := conn.Exec(ctx, "LISTEN "+notifyChannel); err != nil {
+		conn.Close(context.Background())
+		return nil, fmt.Errorf("listen: %w", err)
+	}
+	wctx, stop := context.WithCancel(ctx)
+	l := &lease{conn: conn, wake: make(chan struct{}, 1), lost: make(chan struct{}), stop: stop, done: make(chan struct{})}
+	go l.watch(wctx)
+	return l, nil
+}
+
+// watch forwards notifications and checks every second that the lease
+// connection is alive; it closes lost when it is not.
+func (l *lease) watch(ctx context.Context) {
+	defer close(l.done)
+	for {
+		wctx, cancel := context.WithTimeout(ctx, time.Second)
+		_, err := l.conn.WaitForNotification(wctx)
+		cancel()
+		switch {
+		case ctx.Err() != nil:
+			return
+		case err == nil:
+			select {
+			case l.wake <- struct{}{}:
+			default:
+			}
+		case pgconn.Timeout(err):
+			pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			_, err = l.conn.Exec(pctx, "SELECT 1")
+			cancel()
+			if err != nil && ctx.Err() == nil {
+				close(l.lost)
+				return
+			}
+		default:
+			close(l.lost)
+			return
+		}
+	}
+}
+
+// release gives up the lease by closing its connection.
+func (l *lease) release() {
+	l.stop()
+	<-l.done
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	l.conn.Close(ctx)
+}
+
+func (o *Outbox) publishWhileLeader(ctx context.Context, p *producer, l *lease, localWake <-chan struct{}) error {
+	o.leader.Store(true)
+	defer o.leader.Store(false)
+	poll, backoff := minPoll, time.Duration(0)
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		select {
+		case <-l.lost:
+			return errLeaseLost
+		default:
+		}
+		n, err := o.publishBatch(ctx, p)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			backoff = min(max(2*backoff, 100*time.Millisecond), maxBackoff)
+			o.log.Error("relay batch failed; will retry", "err", err, "retry_in", backoff)
+			timer.Reset(backoff)
+		} else {
+			backoff = 0
+			if n > 0 {
+				poll = minPoll
+				continue // more may be waiting
+			}
+			timer.Reset(poll)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-l.lost:
+			return errLeaseLost
+		case <-localWake:
+			poll = minPoll
+		case <-l.wake:
+			poll = minPoll
+		case <-timer.C:
+			if err == nil {
+				poll = min(2*poll, o.cfg.MaxPoll)
+			}
+		}
+		if !timer.Stop() {
+			select {
+			case <-timer.C:
+			default:
+			}
+		}
+	}
+}
+
+// publishBatch publishes the oldest unpublished rows and marks the acked
+// ones. It returns how many rows it took.
+func (o *Outbox) publishBatch(ctx context.Context, p *producer) (int, error) {
+	rows, err := outboxdb.New(o.pool).PendingBatch(ctx, int32(o.cfg.BatchSize))
+	if err != nil {
+		return 0, fmt.Errorf("read outbox: %w", err)
+	}
+	if len(rows) == 0 {
+		return 0, nil
+	}
+	acked, pubErr := p.publish(ctx, o.source, rows)
+	if crashAfterAck != nil && len(acked) > 0 && crashAfterAck() {
+		return len(rows), errSimulatedCrash
+	}
+	if len(acked) > 0 {
+		// Mark even when ctx was cancelled after the acks: otherwise a clean
+		// shutdown would re-publish them.
+		mctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		err := outboxdb.New(o.pool).MarkPublished(mctx, acked)
+		cancel()
+		if err != nil {
+			return len(rows), fmt.Errorf("mark %d rows published: %w", len(acked), err)
+		}
+		o.metrics.countPublished(rows, acked)
+	}
+	return len(rows), pubErr
+}
+
+// expire deletes published rows older than the retention, in batches, while
+// this instance leads.
+func (o *Outbox) expire(ctx context.Context) error {
+	every := min(o.cfg.Retention/10, time.Minute)
+	for sleep(ctx, every) {
+		if !o.leader.Load() {
+			continue
+		}
+		n, err := DeleteExpired(ctx, o.pool, time.Now().Add(-o.cfg.Retention))
+		if err != nil && ctx.Err() == nil {
+			o.log.Warn("outbox retention", "err", err)
+		} else if n > 0 {
+			o.log.Info("outbox retention deleted published rows", "rows", n)
+		}
+	}
+	return nil
+}
+
+// DeleteExpired deletes rows published and created before cutoff, in
+// batches so no transaction holds many locks, and returns how many.
+func DeleteExpired(ctx context.Context, db outboxdb.DBTX, cutoff time.Time) (int64, error) {
+	const batch = 10000
+	var total int64
+	q := outboxdb.New(db)
+	for {
+		n, err := q.DeleteExpired(ctx, outboxdb.DeleteExpiredParams{Cutoff: cutoff, BatchSize: batch})
+		total += n
+		if err != nil || n < batch {
+			return total, err
+		}
+	}
+}
+
+// Replay marks the rows created in [since, until) unpublished again, so the
+// relay re-publishes them (same eventIds, in their original order) for a
+// consumer that joined late, and wakes the relay. It returns how many rows.
+func Replay(ctx context.Context, db outboxdb.DBTX, since, until time.Time) (int64, error) {
+	const batch = 10000
+	var total int64
+	q := outboxdb.New(db)
+	for {
+		n, err := q.MarkForReplay(ctx, outboxdb.MarkForReplayParams{Since: since, Until: until, BatchSize: batch})
+		total += n
+		if err != nil {
+			return total, fmt.Errorf("replay: %w", err)
+		}
+		if n < batch {
+			break
+		}
+	}
+	if _, err := db.Exec(ctx, "SELECT pg_notify($1, '')", notifyChannel); err != nil {
+		return total, fmt.Errorf("wake relay: %w", err)
+	}
+	return total, nil
+}
+
+// Ready reports whether the outbox's database and broker answer.
+func (o *Outbox) Ready(ctx context.Context) error {
+	if err := o.pool.Ping(ctx); err != nil {
+		return fmt.Errorf("outbox database: %w", err)
+	}
+	p := o.producer.Load()
+	if p == nil {
+		return errors.New("relay not running")
+	}
+	if err := p.cl.Ping(ctx); err != nil {
+		return fmt.Errorf("kafka: %w", err)
+	}
+	return nil
+}
+
+// sleep waits d or until ctx is done, reporting whether ctx is still live.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+func mustSub(fsys fs.FS, dir string) fs.FS {
+	sub, err := fs.Sub(fsys, dir)
+	if err != nil {
+		panic(err)
+	}
+	return sub
+}
+
+// Leader reports whether this instance's relay currently holds the lease.
+func (o *Outbox) Leader() bool { return o.leader.Load() }
