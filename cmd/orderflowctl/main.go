@@ -1,10 +1,11 @@
 // Command orderflowctl is the operator's tool. This version has:
 //
-//	orderflowctl outbox replay --service S --since T [--until T]
+//	orderflowctl outbox replay --service S --since T
 //
-// which marks a range of a service's published outbox rows unpublished, so
-// its relay publishes them again (same eventIds, original order) for a
-// consumer that joined late. T is RFC 3339 or a duration ago ("2h", "7d").
+// which moves the service's relay back to the first outbox row created at or
+// after T, so it publishes everything from there again (same eventIds,
+// original order) for a consumer that joined late. T is RFC 3339 or a
+// duration ago ("2h", "7d"). Rows older than OUTBOX_RETENTION are gone.
 package main
 
 import (
@@ -24,7 +25,7 @@ import (
 )
 
 const usage = `usage:
-  orderflowctl outbox replay --service S --since T [--until T]
+  orderflowctl outbox replay --service S --since T
       T: RFC 3339 time (2026-11-28T10:00:00Z) or a duration ago (30m, 2h, 7d)
 environment: POSTGRES_URL (default ` + postgres.DefaultURL + `)`
 
@@ -48,7 +49,6 @@ func run(ctx context.Context, args []string, out io.Writer, now time.Time) error
 	fs.SetOutput(io.Discard)
 	service := fs.String("service", "", "service whose outbox to replay")
 	sinceArg := fs.String("since", "", "start of the range")
-	untilArg := fs.String("until", "", "end of the range (default now)")
 	if err := fs.Parse(args[2:]); err != nil {
 		return fmt.Errorf("%w\n%s", err, usage)
 	}
@@ -59,14 +59,8 @@ func run(ctx context.Context, args []string, out io.Writer, now time.Time) error
 	if err != nil {
 		return fmt.Errorf("--since: %w", err)
 	}
-	until := now
-	if *untilArg != "" {
-		if until, err = parseTime(*untilArg, now); err != nil {
-			return fmt.Errorf("--until: %w", err)
-		}
-	}
-	if !since.Before(until) {
-		return errors.New("--since must be before --until")
+	if since.After(now) {
+		return errors.New("--since is in the future")
 	}
 	serverURL := os.Getenv("POSTGRES_URL")
 	if serverURL == "" {
@@ -81,12 +75,12 @@ func run(ctx context.Context, args []string, out io.Writer, now time.Time) error
 		return fmt.Errorf("%s database: %w", *service, err)
 	}
 	defer pool.Close()
-	n, err := outbox.Replay(ctx, pool, since, until)
+	n, err := outbox.Replay(ctx, pool, since)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "%s: %d outbox rows from %s to %s marked for re-publishing\n",
-		*service, n, since.Format(time.RFC3339), until.Format(time.RFC3339))
+	fmt.Fprintf(out, "%s: relay moved back to %s; %d outbox rows will be published again\n",
+		*service, since.Format(time.RFC3339), n)
 	return nil
 }
 

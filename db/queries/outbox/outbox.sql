@@ -1,38 +1,52 @@
+-- xid8 travels as text and is cast on both sides (sqlc and pgx have no xid8
+-- type); Go sees it as uint64 text, compared only by PostgreSQL.
+
 -- name: InsertEvent :exec
 INSERT INTO outbox (event_id, topic, key, event_type, payload, correlation_id, traceparent, occurred_at)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8);
 
--- name: PendingBatch :many
--- The oldest unpublished rows. No cursor: a row of a transaction that
--- commits late is still unpublished, so a later batch takes it.
-SELECT id, event_id, topic, key, event_type, payload, correlation_id, traceparent, occurred_at
-FROM outbox
-WHERE published_at IS NULL
-ORDER BY id
-LIMIT $1;
+-- name: Cursor :one
+SELECT txid::text AS txid, id FROM outbox_cursor;
 
--- name: MarkPublished :exec
-UPDATE outbox SET published_at = now() WHERE id = ANY(@ids::bigint[]);
+-- name: PendingBatch :many
+-- Rows after the cursor whose transactions, and every older one, have
+-- ended: that set can no longer grow below the cursor, so nothing is
+-- skipped, and (txid, id) order puts an order's events in commit order.
+SELECT id, txid::text AS txid, event_id, topic, key, event_type, payload, correlation_id, traceparent, occurred_at
+FROM outbox
+WHERE (txid, id) > ((@after_txid::text)::xid8, @after_id::bigint)
+  AND txid < pg_snapshot_xmin(pg_current_snapshot())
+ORDER BY outbox.txid, outbox.id -- the column, not the text alias above: index order
+LIMIT @batch_size;
+
+-- name: AdvanceCursor :execrows
+-- Compare-and-set: a replay that moved the cursor back meanwhile wins.
+UPDATE outbox_cursor
+SET txid = (@to_txid::text)::xid8, id = @to_id::bigint, updated_at = now()
+WHERE txid = (@from_txid::text)::xid8 AND id = @from_id::bigint;
 
 -- name: Backlog :one
 SELECT count(*)::bigint AS pending,
-       coalesce(extract(epoch FROM now() - min(created_at)), 0)::float8 AS oldest_age_seconds
-FROM outbox
-WHERE published_at IS NULL;
+       coalesce(extract(epoch FROM now() - min(o.created_at)), 0)::float8 AS oldest_age_seconds
+FROM outbox o, outbox_cursor c
+WHERE (o.txid, o.id) > (c.txid, c.id);
 
 -- name: DeleteExpired :execrows
 DELETE FROM outbox
-WHERE id IN (
-    SELECT o.id FROM outbox o
-    WHERE o.created_at < @cutoff AND o.published_at < @cutoff
+WHERE outbox.id IN (
+    SELECT o.id FROM outbox o, outbox_cursor c
+    WHERE o.created_at < @cutoff AND (o.txid, o.id) <= (c.txid, c.id)
     LIMIT @batch_size
 );
 
--- name: MarkForReplay :execrows
-UPDATE outbox SET published_at = NULL
-WHERE id IN (
-    SELECT o.id FROM outbox o
-    WHERE o.created_at >= @since AND o.created_at < @until AND o.published_at IS NOT NULL
-    ORDER BY o.id
-    LIMIT @batch_size
-);
+-- name: FirstSince :one
+SELECT txid::text AS txid, id FROM outbox
+WHERE created_at >= @since
+ORDER BY outbox.txid, outbox.id
+LIMIT 1;
+
+-- name: RewindCursor :execrows
+-- Moves the cursor back to (to_txid, to_id), never forward.
+UPDATE outbox_cursor
+SET txid = (@to_txid::text)::xid8, id = @to_id::bigint, updated_at = now()
+WHERE (txid, id) > ((@to_txid::text)::xid8, @to_id::bigint);

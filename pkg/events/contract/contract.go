@@ -3,7 +3,18 @@
 // is checked against before it is written to an outbox and after it is
 // consumed. Released schemas never change; a breaking change is a new
 // version beside v1.
+//
+// It guarantees that an event which passes [Validate] has every field of its
+// schema, with the documented types and bounds. It does not check facts that
+// span events or databases (that a PaymentRefunded follows a PaymentCaptured,
+// that totalCents adds up): those invariants are documented in each schema's
+// description and are the emitting service's job. Schemas allow unknown
+// fields, so a newer producer may add fields without breaking older consumers.
+//
+// docs/events.md, the event catalogue, is generated from the schemas.
 package contract
+
+//go:generate go run ../../../cmd/eventdoc -o ../../../docs/events.md
 
 import "time"
 
@@ -35,7 +46,3 @@ type Event interface {
 	// Meta returns the embedded envelope.
 	Meta() *Envelope
 }
-
-// Validate checks data, the JSON of event name at version, against its
-// schema. The error names every failing field.
-func Validate(name string, version int, data []byte) error { return nil /* TODO(schemas) */ }

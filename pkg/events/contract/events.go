@@ -1,13 +1,13 @@
 package contract
 
-// Item is one order line.
+// Item is one order line, in OrderPlaced and PaymentCaptured.
 type Item struct {
 	SKU            string `json:"sku"`
 	Quantity       int    `json:"quantity"`
 	UnitPriceCents int64  `json:"unitPriceCents"`
 }
 
-// OrderPlaced: orders accepted a new order.
+// OrderPlaced is emitted by orders when it accepts a new order.
 type OrderPlaced struct {
 	Envelope
 	CustomerID   string `json:"customerId"`
@@ -18,14 +18,14 @@ type OrderPlaced struct {
 	PaymentToken string `json:"paymentToken"`
 }
 
-// OrderCancelled: the order was cancelled, by its customer or because stock
-// ran out.
+// OrderCancelled is emitted by orders when an order is cancelled, by its
+// customer or because stock ran out.
 type OrderCancelled struct {
 	Envelope
 	Reason string `json:"reason"`
 }
 
-// PaymentCaptured: payments charged the order's total.
+// PaymentCaptured is emitted by payments when it charged the order's total.
 type PaymentCaptured struct {
 	Envelope
 	PaymentID   string `json:"paymentId"`
@@ -36,7 +36,8 @@ type PaymentCaptured struct {
 	Items       []Item `json:"items"`
 }
 
-// PaymentFailed: the charge was declined or refused as fraud.
+// PaymentFailed is emitted by payments when the charge was declined or
+// refused as fraud.
 type PaymentFailed struct {
 	Envelope
 	CustomerID string `json:"customerId"`
@@ -44,7 +45,7 @@ type PaymentFailed struct {
 	Reason     string `json:"reason"` // declined | fraud_suspected
 }
 
-// PaymentRefunded: a captured payment was refunded.
+// PaymentRefunded is emitted by payments when it refunded a captured payment.
 type PaymentRefunded struct {
 	Envelope
 	PaymentID   string `json:"paymentId"`
@@ -54,48 +55,72 @@ type PaymentRefunded struct {
 	Reason      string `json:"reason"`
 }
 
-// StockUnavailable: the warehouse could not reserve every item.
+// StockUnavailable is emitted by warehouse when it could not reserve every
+// item.
 type StockUnavailable struct {
 	Envelope
 	SKUs []string `json:"skus"`
 }
 
-// PickScheduled: stock is reserved and a pick will ship.
+// PickScheduled is emitted by warehouse when stock is reserved and a pick
+// will ship.
 type PickScheduled struct {
 	Envelope
 	PickID string `json:"pickId"`
 }
 
-// OrderShipped: the pick left the warehouse.
+// OrderShipped is emitted by warehouse when the pick left the warehouse.
 type OrderShipped struct {
 	Envelope
 	PickID     string `json:"pickId"`
 	TrackingID string `json:"trackingId"`
 }
 
-// PickCancelled: a scheduled pick was cancelled before shipping.
+// PickCancelled is emitted by warehouse when a scheduled pick was cancelled
+// before shipping.
 type PickCancelled struct {
 	Envelope
 	PickID string `json:"pickId"`
 }
 
-// PointsAwarded: loyalty credited points for a paid, uncancelled order.
+// PointsAwarded is emitted by loyalty when it credited points for a paid,
+// uncancelled order.
 type PointsAwarded struct {
 	Envelope
 	CustomerID string `json:"customerId"`
 	Points     int64  `json:"points"`
 }
 
-func (*OrderPlaced) Name() string      { return "OrderPlaced" }
-func (*OrderCancelled) Name() string   { return "OrderCancelled" }
-func (*PaymentCaptured) Name() string  { return "PaymentCaptured" }
-func (*PaymentFailed) Name() string    { return "PaymentFailed" }
-func (*PaymentRefunded) Name() string  { return "PaymentRefunded" }
+// Name returns "OrderPlaced". Each event type's Name is its schema's file
+// name and the value of its "event" field.
+func (*OrderPlaced) Name() string { return "OrderPlaced" }
+
+// Name returns "OrderCancelled".
+func (*OrderCancelled) Name() string { return "OrderCancelled" }
+
+// Name returns "PaymentCaptured".
+func (*PaymentCaptured) Name() string { return "PaymentCaptured" }
+
+// Name returns "PaymentFailed".
+func (*PaymentFailed) Name() string { return "PaymentFailed" }
+
+// Name returns "PaymentRefunded".
+func (*PaymentRefunded) Name() string { return "PaymentRefunded" }
+
+// Name returns "StockUnavailable".
 func (*StockUnavailable) Name() string { return "StockUnavailable" }
-func (*PickScheduled) Name() string    { return "PickScheduled" }
-func (*OrderShipped) Name() string     { return "OrderShipped" }
-func (*PickCancelled) Name() string    { return "PickCancelled" }
-func (*PointsAwarded) Name() string    { return "PointsAwarded" }
+
+// Name returns "PickScheduled".
+func (*PickScheduled) Name() string { return "PickScheduled" }
+
+// Name returns "OrderShipped".
+func (*OrderShipped) Name() string { return "OrderShipped" }
+
+// Name returns "PickCancelled".
+func (*PickCancelled) Name() string { return "PickCancelled" }
+
+// Name returns "PointsAwarded".
+func (*PointsAwarded) Name() string { return "PointsAwarded" }
 
 // topics maps each event to the topic it is emitted on.
 var topics = map[string]string{

@@ -55,20 +55,11 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(m.oldestAge, prometheus.GaugeValue, b.OldestAgeSeconds)
 }
 
-// countPublished counts the rows of a batch that were marked published;
-// acked holds their ids in row order.
-func (m *metrics) countPublished(rows []outboxdb.PendingBatchRow, acked []int64) {
+// countPublished counts rows the broker acked.
+func (m *metrics) countPublished(rows []outboxdb.PendingBatchRow) {
 	var topic string
 	var c prometheus.Counter
-	j := 0
 	for i := range rows {
-		if j == len(acked) {
-			return
-		}
-		if rows[i].ID != acked[j] {
-			continue
-		}
-		j++
 		if rows[i].Topic != topic {
 			topic = rows[i].Topic
 			c = m.published.WithLabelValues(topic)

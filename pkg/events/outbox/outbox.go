@@ -95,6 +95,7 @@ type Outbox struct {
 	committed chan struct{} // Committed → relay, capacity 1
 	leader    atomic.Bool   // this process's relay holds the lease
 	producer  atomic.Pointer[producer]
+	polls     atomic.Int64 // batches read, for tests
 }
 
 // New returns the outbox of the service whose database pool is given. The

@@ -103,6 +103,12 @@ func write(t testing.TB, ctx context.Context, pool *pgxpool.Pool, o *outbox.Outb
 	return ids
 }
 
+// pending counts rows the relay has not published (after its cursor).
+func pending(t testing.TB, pool *pgxpool.Pool) int {
+	t.Helper()
+	return count(t, pool, "(txid, id) > (SELECT c.txid, c.id FROM outbox_cursor c)")
+}
+
 func count(t testing.TB, pool *pgxpool.Pool, where string) int {
 	t.Helper()
 	var n int
@@ -237,7 +243,7 @@ func TestRelayPublishesWithHeaders(t *testing.T) {
 	if err := contract.Validate("OrderPlaced", 1, r.Value); err != nil {
 		t.Errorf("published value fails its schema: %v", err)
 	}
-	waitFor(t, "row marked published", func() bool { return count(t, b.pool, "published_at IS NULL") == 0 })
+	waitFor(t, "row marked published", func() bool { return pending(t, b.pool) == 0 })
 }
 
 func TestWriteRejectsInvalidEvent(t *testing.T) {
@@ -321,7 +327,7 @@ func TestThreeRelaysKeepPerOrderOrder(t *testing.T) {
 	c.waitDistinct(t, orders*perOrder)
 	dups := c.checkOrder(t, want)
 	t.Logf("%d events, %d duplicate deliveries", orders*perOrder, dups)
-	waitFor(t, "all rows marked", func() bool { return count(t, b.pool, "published_at IS NULL") == 0 })
+	waitFor(t, "all rows marked", func() bool { return pending(t, b.pool) == 0 })
 }
 
 // The broker refuses every produce while orders keep coming: writes still
@@ -348,14 +354,14 @@ func TestBrokerDownThenRecovers(t *testing.T) {
 		want = append(want, write(t, ctx, b.pool, o, cancelled(orderID))...)
 	}
 	waitFor(t, "the relay to try and fail", func() bool { return fault.Hits() > 3 })
-	if n := count(t, b.pool, "published_at IS NOT NULL"); n != 0 {
-		t.Fatalf("%d rows marked published while the broker refused them", n)
+	if n := pending(t, b.pool); n != len(want) {
+		t.Fatalf("%d rows pending while the broker refused them, want all %d", n, len(want))
 	}
 	fault.Remove()
 	c := consume(t, b.broker.Addrs, map[string]bool{orderID: true})
 	c.waitDistinct(t, len(want))
 	c.checkOrder(t, map[string][]string{orderID: want})
-	waitFor(t, "backlog drained", func() bool { return count(t, b.pool, "published_at IS NULL") == 0 })
+	waitFor(t, "backlog drained", func() bool { return pending(t, b.pool) == 0 })
 }
 
 // The relay dies after the broker acked a batch and before marking it: the
@@ -370,13 +376,13 @@ func TestCrashBetweenAckAndMark(t *testing.T) {
 	first := startRelayWithHook(t, o)
 	<-first.crashed
 	first.halt(t)
-	if n := count(t, b.pool, "published_at IS NOT NULL"); n != 0 {
-		t.Fatalf("%d rows marked although the relay died before marking", n)
+	if n := pending(t, b.pool); n != 2 {
+		t.Fatalf("%d rows pending, want 2: the relay died before advancing its cursor", n)
 	}
 	outbox.SetCrashAfterAck(nil)
 	startRelay(t, b.newOutbox(t, nil))
 	c := consume(t, b.broker.Addrs, map[string]bool{orderID: true})
-	waitFor(t, "all rows marked", func() bool { return count(t, b.pool, "published_at IS NULL") == 0 })
+	waitFor(t, "all rows marked", func() bool { return pending(t, b.pool) == 0 })
 	c.waitDistinct(t, 2)
 	if dups := c.checkOrder(t, map[string][]string{orderID: want}); dups != 2 {
 		t.Errorf("got %d duplicate deliveries, want 2 (the batch re-published once)", dups)
@@ -404,8 +410,9 @@ func startRelayWithHook(t *testing.T, o *outbox.Outbox) *hookedRelay {
 	return h
 }
 
-// A transaction that drew a lower id but commits after a later one is still
-// published: the relay keeps no cursor that could pass it.
+// A transaction that drew a lower id and xid but commits after a later one
+// is neither skipped nor overtaken: the relay holds rows back while an older
+// transaction is still open, then publishes both in transaction order.
 func TestLateCommitIsNotSkipped(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
@@ -425,20 +432,27 @@ func TestLateCommitIsNotSkipped(t *testing.T) {
 		t.Fatal(err)
 	}
 	early := write(t, ctx, b.pool, o, placed(earlyOrder))
-	c.waitDistinct(t, 1) // the later transaction went out first
-	waitFor(t, "early row marked", func() bool { return count(t, b.pool, "published_at IS NOT NULL") == 1 })
+	// Let the relay look at least twice while the late transaction is open.
+	polls := outbox.Polls(o)
+	waitFor(t, "relay polls", func() bool { return outbox.Polls(o) >= polls+2 })
+	if n := pending(t, b.pool); n != 1 { // the late row is not visible yet
+		t.Fatalf("%d committed rows pending while an older transaction was open, want 1", n)
+	}
 
 	if err := late.Commit(ctx); err != nil {
 		t.Fatal(err)
 	}
 	o.Committed()
 	c.waitDistinct(t, 2)
-	c.checkOrder(t, map[string][]string{lateOrder: {lateEvent.EventID}, earlyOrder: early})
-	var lateID, earlyID int64
-	b.pool.QueryRow(ctx, "SELECT id FROM outbox WHERE key = $1", lateOrder).Scan(&lateID)
-	b.pool.QueryRow(ctx, "SELECT id FROM outbox WHERE key = $1", earlyOrder).Scan(&earlyID)
-	if lateID >= earlyID {
-		t.Fatalf("test setup: late row id %d should be below early row id %d", lateID, earlyID)
+	waitFor(t, "both published", func() bool { return pending(t, b.pool) == 0 })
+	c.mu.Lock()
+	lateRec, earlyRec := c.byOrder[lateOrder][0], c.byOrder[earlyOrder][0]
+	c.mu.Unlock()
+	if header(earlyRec, "ce_id") != early[0] || header(lateRec, "ce_id") != lateEvent.EventID {
+		t.Fatal("wrong events delivered")
+	}
+	if lateRec.Partition == earlyRec.Partition && lateRec.Offset > earlyRec.Offset {
+		t.Fatal("the late transaction's event was published after the one that followed it")
 	}
 }
 
@@ -469,8 +483,15 @@ func TestRetentionAndReplay(t *testing.T) {
 	oldOrder, newOrder := uuid.NewString(), uuid.NewString()
 	write(t, ctx, b.pool, o, placed(oldOrder))
 	newIDs := write(t, ctx, b.pool, o, placed(newOrder))
-	b.pool.Exec(ctx, "UPDATE outbox SET created_at = now() - interval '8 days', published_at = now() - interval '8 days' WHERE key = $1", oldOrder)
-	b.pool.Exec(ctx, "UPDATE outbox SET published_at = now() WHERE key = $1", newOrder)
+	b.pool.Exec(ctx, "UPDATE outbox SET created_at = now() - interval '8 days' WHERE key = $1", oldOrder)
+
+	// Nothing is published yet: retention must keep both.
+	if n, err := outbox.DeleteExpired(ctx, b.pool, time.Now().Add(-7*24*time.Hour)); err != nil || n != 0 {
+		t.Fatalf("DeleteExpired before publishing = %d, %v; want 0", n, err)
+	}
+	r := startRelay(t, o)
+	waitFor(t, "published", func() bool { return pending(t, b.pool) == 0 })
+	r.halt(t)
 
 	n, err := outbox.DeleteExpired(ctx, b.pool, time.Now().Add(-7*24*time.Hour))
 	if err != nil || n != 1 {
@@ -480,14 +501,21 @@ func TestRetentionAndReplay(t *testing.T) {
 		t.Fatal("retention deleted a row inside the retention window")
 	}
 
-	startRelay(t, o)
 	c := consume(t, b.broker.Addrs, map[string]bool{newOrder: true})
-	n, err = outbox.Replay(ctx, b.pool, time.Now().Add(-time.Hour), time.Now().Add(time.Minute))
+	c.waitDistinct(t, 1)
+	n, err = outbox.Replay(ctx, b.pool, time.Now().Add(-time.Hour))
 	if err != nil || n != 1 {
 		t.Fatalf("Replay = %d, %v; want 1 row", n, err)
 	}
-	c.waitDistinct(t, 1)
-	c.checkOrder(t, map[string][]string{newOrder: newIDs})
+	startRelay(t, b.newOutbox(t, nil))
+	waitFor(t, "replayed", func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return len(c.byOrder[newOrder]) == 2
+	})
+	if dups := c.checkOrder(t, map[string][]string{newOrder: newIDs}); dups != 1 {
+		t.Fatalf("replay delivered %d copies, want 1", dups)
+	}
 }
 
 func waitFor(t *testing.T, what string, cond func() bool) {

@@ -40,17 +40,17 @@ func newProducer(brokers []string) (*producer, error) {
 
 func (p *producer) close() { p.cl.Close() }
 
-// publish produces rows in order and waits for the broker's acks. It returns
-// the ids of rows that may be marked published: acked, and with no row of
-// the same key before them in this batch that failed (marking a later row
-// while an earlier one is re-sent would reorder the key).
-func (p *producer) publish(ctx context.Context, source string, rows []outboxdb.PendingBatchRow) ([]int64, error) {
+// publish produces rows in order and waits for the broker's acks. It
+// returns how many rows from the start of the batch were acked: the cursor
+// may move past those only. Rows after a failure are sent again with the
+// next batch; with no retry limit a failure means shutdown or a record the
+// broker rejects for good (such as one over its size limit).
+func (p *producer) publish(ctx context.Context, source string, rows []outboxdb.PendingBatchRow) (int, error) {
 	errs := make([]error, len(rows))
 	var wg sync.WaitGroup
 	wg.Add(len(rows))
 	for i := range rows {
-		rec := record(source, &rows[i])
-		p.cl.Produce(ctx, rec, func(_ *kgo.Record, err error) {
+		p.cl.Produce(ctx, record(source, &rows[i]), func(_ *kgo.Record, err error) {
 			errs[i] = err
 			wg.Done()
 		})
@@ -60,28 +60,15 @@ func (p *producer) publish(ctx context.Context, source string, rows []outboxdb.P
 	select {
 	case <-done:
 	case <-ctx.Done():
-		// Records still buffered fail when the client closes; none is marked.
-		return nil, ctx.Err()
+		// Records still buffered fail when the client closes; none counts.
+		return 0, ctx.Err()
 	}
-
-	acked := make([]int64, 0, len(rows))
-	var firstErr error
-	var failedKeys map[string]bool
-	for i := range rows {
-		if errs[i] != nil {
-			if firstErr == nil {
-				firstErr = fmt.Errorf("produce %s to %s: %w", rows[i].EventID, rows[i].Topic, errs[i])
-				failedKeys = make(map[string]bool)
-			}
-			failedKeys[rows[i].Key] = true
-			continue
+	for i, err := range errs {
+		if err != nil {
+			return i, fmt.Errorf("produce %s to %s: %w", rows[i].EventID, rows[i].Topic, err)
 		}
-		if failedKeys[rows[i].Key] {
-			continue
-		}
-		acked = append(acked, rows[i].ID)
 	}
-	return acked, firstErr
+	return len(rows), nil
 }
 
 // record builds the Kafka record of an outbox row: the event JSON as value,

@@ -249,30 +249,45 @@ func (o *Outbox) publishWhileLeader(ctx context.Context, p *producer, l *lease, 
 	}
 }
 
-// publishBatch publishes the oldest unpublished rows and marks the acked
-// ones. It returns how many rows it took.
+// publishBatch publishes the next rows after the cursor and advances it
+// past the acked ones. It returns how many rows it took.
 func (o *Outbox) publishBatch(ctx context.Context, p *producer) (int, error) {
-	rows, err := outboxdb.New(o.pool).PendingBatch(ctx, int32(o.cfg.BatchSize))
+	q := outboxdb.New(o.pool)
+	// Read every batch, not once per term: a replay may have moved it back.
+	cur, err := q.Cursor(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("read outbox cursor: %w", err)
+	}
+	rows, err := q.PendingBatch(ctx, outboxdb.PendingBatchParams{
+		AfterTxid: cur.Txid, AfterID: cur.ID, BatchSize: int32(o.cfg.BatchSize),
+	})
 	if err != nil {
 		return 0, fmt.Errorf("read outbox: %w", err)
 	}
+	o.polls.Add(1)
 	if len(rows) == 0 {
 		return 0, nil
 	}
 	acked, pubErr := p.publish(ctx, o.source, rows)
-	if crashAfterAck != nil && len(acked) > 0 && crashAfterAck() {
+	if crashAfterAck != nil && acked > 0 && crashAfterAck() {
 		return len(rows), errSimulatedCrash
 	}
-	if len(acked) > 0 {
-		// Mark even when ctx was cancelled after the acks: otherwise a clean
-		// shutdown would re-publish them.
+	if acked > 0 {
+		// Advance even when ctx was cancelled after the acks: otherwise a
+		// clean shutdown would re-publish them.
 		mctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		err := outboxdb.New(o.pool).MarkPublished(mctx, acked)
+		last := rows[acked-1]
+		moved, err := q.AdvanceCursor(mctx, outboxdb.AdvanceCursorParams{
+			ToTxid: last.Txid, ToID: last.ID, FromTxid: cur.Txid, FromID: cur.ID,
+		})
 		cancel()
 		if err != nil {
-			return len(rows), fmt.Errorf("mark %d rows published: %w", len(acked), err)
+			return len(rows), fmt.Errorf("advance outbox cursor past %d rows: %w", acked, err)
 		}
-		o.metrics.countPublished(rows, acked)
+		if moved == 0 {
+			o.log.Info("outbox cursor was moved by a replay; continuing from there")
+		}
+		o.metrics.countPublished(rows[:acked])
 	}
 	return len(rows), pubErr
 }
@@ -310,27 +325,31 @@ func DeleteExpired(ctx context.Context, db outboxdb.DBTX, cutoff time.Time) (int
 	}
 }
 
-// Replay marks the rows created in [since, until) unpublished again, so the
-// relay re-publishes them (same eventIds, in their original order) for a
-// consumer that joined late, and wakes the relay. It returns how many rows.
-func Replay(ctx context.Context, db outboxdb.DBTX, since, until time.Time) (int64, error) {
-	const batch = 10000
-	var total int64
+// Replay moves the cursor back to the first row created at or after since,
+// so the relay re-publishes everything from there on (same eventIds, in
+// their original order) for a consumer that joined late, and wakes the
+// relay. It never moves the cursor forward. It returns how many rows are now
+// waiting to be published.
+func Replay(ctx context.Context, db outboxdb.DBTX, since time.Time) (int64, error) {
 	q := outboxdb.New(db)
-	for {
-		n, err := q.MarkForReplay(ctx, outboxdb.MarkForReplayParams{Since: since, Until: until, BatchSize: batch})
-		total += n
-		if err != nil {
-			return total, fmt.Errorf("replay: %w", err)
-		}
-		if n < batch {
-			break
-		}
+	first, err := q.FirstSince(ctx, since)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("replay: find first row since %s: %w", since.Format(time.RFC3339), err)
+	}
+	if _, err := q.RewindCursor(ctx, outboxdb.RewindCursorParams{ToTxid: first.Txid, ToID: first.ID - 1}); err != nil {
+		return 0, fmt.Errorf("replay: rewind cursor: %w", err)
+	}
+	b, err := q.Backlog(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("replay: %w", err)
 	}
 	if _, err := db.Exec(ctx, "SELECT pg_notify($1, '')", notifyChannel); err != nil {
-		return total, fmt.Errorf("wake relay: %w", err)
+		return b.Pending, fmt.Errorf("wake relay: %w", err)
 	}
-	return total, nil
+	return b.Pending, nil
 }
 
 // Ready reports whether the outbox's database and broker answer.

@@ -13,6 +13,7 @@ import (
 
 type Outbox struct {
 	ID            int64
+	Txid          pgtype.Uint64
 	EventID       uuid.UUID
 	Topic         string
 	Key           string
@@ -22,5 +23,11 @@ type Outbox struct {
 	Traceparent   string
 	OccurredAt    time.Time
 	CreatedAt     time.Time
-	PublishedAt   pgtype.Timestamptz
+}
+
+type OutboxCursor struct {
+	Singleton bool
+	Txid      pgtype.Uint64
+	ID        int64
+	UpdatedAt time.Time
 }

@@ -12,11 +12,38 @@ import (
 	"github.com/google/uuid"
 )
 
+const advanceCursor = `-- name: AdvanceCursor :execrows
+UPDATE outbox_cursor
+SET txid = ($1::text)::xid8, id = $2::bigint, updated_at = now()
+WHERE txid = ($3::text)::xid8 AND id = $4::bigint
+`
+
+type AdvanceCursorParams struct {
+	ToTxid   string
+	ToID     int64
+	FromTxid string
+	FromID   int64
+}
+
+// Compare-and-set: a replay that moved the cursor back meanwhile wins.
+func (q *Queries) AdvanceCursor(ctx context.Context, arg AdvanceCursorParams) (int64, error) {
+	result, err := q.db.Exec(ctx, advanceCursor,
+		arg.ToTxid,
+		arg.ToID,
+		arg.FromTxid,
+		arg.FromID,
+	)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
+}
+
 const backlog = `-- name: Backlog :one
 SELECT count(*)::bigint AS pending,
-       coalesce(extract(epoch FROM now() - min(created_at)), 0)::float8 AS oldest_age_seconds
-FROM outbox
-WHERE published_at IS NULL
+       coalesce(extract(epoch FROM now() - min(o.created_at)), 0)::float8 AS oldest_age_seconds
+FROM outbox o, outbox_cursor c
+WHERE (o.txid, o.id) > (c.txid, c.id)
 `
 
 type BacklogRow struct {
@@ -31,11 +58,27 @@ func (q *Queries) Backlog(ctx context.Context) (BacklogRow, error) {
 	return i, err
 }
 
+const cursor = `-- name: Cursor :one
+SELECT txid::text AS txid, id FROM outbox_cursor
+`
+
+type CursorRow struct {
+	Txid string
+	ID   int64
+}
+
+func (q *Queries) Cursor(ctx context.Context) (CursorRow, error) {
+	row := q.db.QueryRow(ctx, cursor)
+	var i CursorRow
+	err := row.Scan(&i.Txid, &i.ID)
+	return i, err
+}
+
 const deleteExpired = `-- name: DeleteExpired :execrows
 DELETE FROM outbox
-WHERE id IN (
-    SELECT o.id FROM outbox o
-    WHERE o.created_at < $1 AND o.published_at < $1
+WHERE outbox.id IN (
+    SELECT o.id FROM outbox o, outbox_cursor c
+    WHERE o.created_at < $1 AND (o.txid, o.id) <= (c.txid, c.id)
     LIMIT $2
 )
 `
@@ -53,7 +96,27 @@ func (q *Queries) DeleteExpired(ctx context.Context, arg DeleteExpiredParams) (i
 	return result.RowsAffected(), nil
 }
 
+const firstSince = `-- name: FirstSince :one
+SELECT txid::text AS txid, id FROM outbox
+WHERE created_at >= $1
+ORDER BY outbox.txid, outbox.id
+LIMIT 1
+`
+
+type FirstSinceRow struct {
+	Txid string
+	ID   int64
+}
+
+func (q *Queries) FirstSince(ctx context.Context, since time.Time) (FirstSinceRow, error) {
+	row := q.db.QueryRow(ctx, firstSince, since)
+	var i FirstSinceRow
+	err := row.Scan(&i.Txid, &i.ID)
+	return i, err
+}
+
 const insertEvent = `-- name: InsertEvent :exec
+
 INSERT INTO outbox (event_id, topic, key, event_type, payload, correlation_id, traceparent, occurred_at)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
 `
@@ -69,6 +132,8 @@ type InsertEventParams struct {
 	OccurredAt    time.Time
 }
 
+// xid8 travels as text and is cast on both sides (sqlc and pgx have no xid8
+// type); Go sees it as uint64 text, compared only by PostgreSQL.
 func (q *Queries) InsertEvent(ctx context.Context, arg InsertEventParams) error {
 	_, err := q.db.Exec(ctx, insertEvent,
 		arg.EventID,
@@ -83,49 +148,24 @@ func (q *Queries) InsertEvent(ctx context.Context, arg InsertEventParams) error 
 	return err
 }
 
-const markForReplay = `-- name: MarkForReplay :execrows
-UPDATE outbox SET published_at = NULL
-WHERE id IN (
-    SELECT o.id FROM outbox o
-    WHERE o.created_at >= $1 AND o.created_at < $2 AND o.published_at IS NOT NULL
-    ORDER BY o.id
-    LIMIT $3
-)
+const pendingBatch = `-- name: PendingBatch :many
+SELECT id, txid::text AS txid, event_id, topic, key, event_type, payload, correlation_id, traceparent, occurred_at
+FROM outbox
+WHERE (txid, id) > (($1::text)::xid8, $2::bigint)
+  AND txid < pg_snapshot_xmin(pg_current_snapshot())
+ORDER BY outbox.txid, outbox.id -- the column, not the text alias above: index order
+LIMIT $3
 `
 
-type MarkForReplayParams struct {
-	Since     time.Time
-	Until     time.Time
+type PendingBatchParams struct {
+	AfterTxid string
+	AfterID   int64
 	BatchSize int32
 }
 
-func (q *Queries) MarkForReplay(ctx context.Context, arg MarkForReplayParams) (int64, error) {
-	result, err := q.db.Exec(ctx, markForReplay, arg.Since, arg.Until, arg.BatchSize)
-	if err != nil {
-		return 0, err
-	}
-	return result.RowsAffected(), nil
-}
-
-const markPublished = `-- name: MarkPublished :exec
-UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])
-`
-
-func (q *Queries) MarkPublished(ctx context.Context, ids []int64) error {
-	_, err := q.db.Exec(ctx, markPublished, ids)
-	return err
-}
-
-const pendingBatch = `-- name: PendingBatch :many
-SELECT id, event_id, topic, key, event_type, payload, correlation_id, traceparent, occurred_at
-FROM outbox
-WHERE published_at IS NULL
-ORDER BY id
-LIMIT $1
-`
-
 type PendingBatchRow struct {
 	ID            int64
+	Txid          string
 	EventID       uuid.UUID
 	Topic         string
 	Key           string
@@ -136,10 +176,11 @@ type PendingBatchRow struct {
 	OccurredAt    time.Time
 }
 
-// The oldest unpublished rows. No cursor: a row of a transaction that
-// commits late is still unpublished, so a later batch takes it.
-func (q *Queries) PendingBatch(ctx context.Context, limit int32) ([]PendingBatchRow, error) {
-	rows, err := q.db.Query(ctx, pendingBatch, limit)
+// Rows after the cursor whose transactions, and every older one, have
+// ended: that set can no longer grow below the cursor, so nothing is
+// skipped, and (txid, id) order puts an order's events in commit order.
+func (q *Queries) PendingBatch(ctx context.Context, arg PendingBatchParams) ([]PendingBatchRow, error) {
+	rows, err := q.db.Query(ctx, pendingBatch, arg.AfterTxid, arg.AfterID, arg.BatchSize)
 	if err != nil {
 		return nil, err
 	}
@@ -149,6 +190,7 @@ func (q *Queries) PendingBatch(ctx context.Context, limit int32) ([]PendingBatch
 		var i PendingBatchRow
 		if err := rows.Scan(
 			&i.ID,
+			&i.Txid,
 			&i.EventID,
 			&i.Topic,
 			&i.Key,
@@ -166,4 +208,24 @@ func (q *Queries) PendingBatch(ctx context.Context, limit int32) ([]PendingBatch
 		return nil, err
 	}
 	return items, nil
+}
+
+const rewindCursor = `-- name: RewindCursor :execrows
+UPDATE outbox_cursor
+SET txid = ($1::text)::xid8, id = $2::bigint, updated_at = now()
+WHERE (txid, id) > (($1::text)::xid8, $2::bigint)
+`
+
+type RewindCursorParams struct {
+	ToTxid string
+	ToID   int64
+}
+
+// Moves the cursor back to (to_txid, to_id), never forward.
+func (q *Queries) RewindCursor(ctx context.Context, arg RewindCursorParams) (int64, error) {
+	result, err := q.db.Exec(ctx, rewindCursor, arg.ToTxid, arg.ToID)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
 }

@@ -1,0 +1,23 @@
+// Command orderflow is the dev stack behind `make run`: every service in one
+// process, plus the embedded Kafka-protocol broker unless KAFKA_BROKERS names
+// a real cluster. PostgreSQL and RabbitMQ are the local ones.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/orderflow/orderflow/internal/devstack"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := devstack.Run(ctx, os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "orderflow:", err)
+		os.Exit(1)
+	}
+}

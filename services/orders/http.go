@@ -1,0 +1,224 @@
+package orders
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/orderflow/orderflow/pkg/events/correlation"
+	"github.com/orderflow/orderflow/pkg/events/outbox"
+	"github.com/orderflow/orderflow/pkg/httpserver"
+)
+
+// Server is the orders HTTP API. It serves requests without the relay, so
+// tests mount it on httptest.NewServer; Run adds the relay.
+type Server struct {
+	store   *Store
+	pool    *pgxpool.Pool
+	outbox  *outbox.Outbox
+	log     *slog.Logger
+	handler http.Handler
+}
+
+// NewServer returns the API on the service's database pool and outbox. HTTP
+// metrics are registered with reg and served, with everything else reg
+// gathers, on /metrics.
+func NewServer(pool *pgxpool.Pool, ob *outbox.Outbox, reg *prometheus.Registry, log *slog.Logger) *Server {
+	s := &Server{store: NewStore(pool, ob), pool: pool, outbox: ob, log: log}
+	s.handler = s.routes(reg)
+	return s
+}
+
+// ServeHTTP serves the API.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
+
+// routes lists every endpoint of the service.
+func (s *Server) routes(reg *prometheus.Registry) http.Handler {
+	health := httpserver.NewHealth(reg,
+		httpserver.Check{Name: "postgres", Func: s.pool.Ping},
+		httpserver.Check{Name: "relay", Func: s.outbox.Ready},
+	)
+	r := chi.NewRouter()
+	r.Use(correlation.Middleware, httpserver.NewMetrics(reg).Middleware)
+	r.Post("/orders", s.handleOrderCreate)
+	r.Get("/orders/{id}", s.handleOrderGet)
+	health.Mount(r) // /healthz, /readyz, /metrics
+	return r
+}
+
+// orderJSON is an order as POST /orders answers it.
+type orderJSON struct {
+	ID         uuid.UUID   `json:"id"`
+	Status     string      `json:"status"`
+	CustomerID string      `json:"customerId"`
+	Email      string      `json:"email"`
+	Items      []orderItem `json:"items"`
+	TotalCents int64       `json:"totalCents"`
+	Currency   string      `json:"currency"`
+	CreatedAt  time.Time   `json:"createdAt"`
+}
+
+// orderDetailJSON is an order as GET /orders/{id} answers it.
+type orderDetailJSON struct {
+	orderJSON
+	CancelReason  *string        `json:"cancelReason"` // null unless cancelled
+	PointsAwarded int64          `json:"pointsAwarded"`
+	UpdatedAt     time.Time      `json:"updatedAt"`
+	Timeline      []timelineJSON `json:"timeline"`
+}
+
+type timelineJSON struct {
+	Event      string    `json:"event"`
+	EventID    uuid.UUID `json:"eventId"`
+	Service    string    `json:"service"`
+	OccurredAt time.Time `json:"occurredAt"`
+}
+
+func newOrderJSON(o Order) orderJSON {
+	return orderJSON{
+		ID: o.ID, Status: o.Status, CustomerID: o.CustomerID, Email: o.Email,
+		Items: o.Items, TotalCents: o.TotalCents, Currency: o.Currency, CreatedAt: o.CreatedAt,
+	}
+}
+
+// IdempotencyKeyHeader names the request header that makes POST /orders safe
+// to retry.
+const IdempotencyKeyHeader = "Idempotency-Key"
+
+// handleOrderCreate serves POST /orders.
+//
+// A body over 64 KiB is refused with 413 before it is parsed. With an
+// Idempotency-Key, the first request answers 201 and a replay of the same
+// request answers 200 with the same order (as it is now: its status may have
+// moved on), the same Location and "Idempotent-Replayed: true"; the key with
+// a different request answers 422.
+func (s *Server) handleOrderCreate(w http.ResponseWriter, r *http.Request) {
+	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
+		s.writeError(w, r, &inputError{status: http.StatusUnsupportedMediaType, detail: "Content-Type must be application/json"})
+		return
+	}
+	key, hasKey := r.Header[IdempotencyKeyHeader]
+	if hasKey && (len(key) != 1 || key[0] == "" || len(key[0]) > maxIdempotencyKey) {
+		s.writeError(w, r, &inputError{status: http.StatusBadRequest,
+			detail: fmt.Sprintf("%s must be one value of 1 to %d bytes", IdempotencyKeyHeader, maxIdempotencyKey)})
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBodyBytes))
+	if err != nil {
+		if errors.As(err, new(*http.MaxBytesError)) {
+			s.writeError(w, r, &inputError{status: http.StatusRequestEntityTooLarge,
+				detail: fmt.Sprintf("the body must not exceed %d bytes", maxBodyBytes)})
+			return
+		}
+		s.writeError(w, r, &inputError{status: http.StatusBadRequest, detail: "reading the body: " + err.Error()})
+		return
+	}
+	req, fieldErrs, err := decodeOrderRequest(body)
+	if err != nil {
+		s.writeError(w, r, &inputError{status: http.StatusBadRequest, detail: err.Error()})
+		return
+	}
+	if len(fieldErrs) > 0 {
+		s.writeError(w, r, &inputError{status: http.StatusUnprocessableEntity,
+			detail: "the order breaks the rules listed in errors", fields: fieldErrs})
+		return
+	}
+
+	var idempotencyKey string
+	if hasKey {
+		idempotencyKey = key[0]
+	}
+	o, created, err := s.store.createOrder(r.Context(), req, idempotencyKey)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	w.Header().Set("Location", "/orders/"+o.ID.String())
+	status := http.StatusCreated
+	if !created {
+		status = http.StatusOK
+		w.Header().Set("Idempotent-Replayed", "true")
+	}
+	httpserver.WriteJSON(w, status, newOrderJSON(o))
+}
+
+// handleOrderGet serves GET /orders/{id}.
+func (s *Server) handleOrderGet(w http.ResponseWriter, r *http.Request) {
+	id, err := uuid.Parse(chi.URLParam(r, "id"))
+	if err != nil {
+		s.writeError(w, r, ErrNotFound)
+		return
+	}
+	o, err := s.store.Order(r.Context(), id)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	resp := orderDetailJSON{
+		orderJSON:     newOrderJSON(o),
+		PointsAwarded: o.PointsAwarded,
+		UpdatedAt:     o.UpdatedAt,
+		Timeline:      make([]timelineJSON, len(o.Timeline)),
+	}
+	if o.CancelReason != "" {
+		resp.CancelReason = &o.CancelReason
+	}
+	for i, t := range o.Timeline {
+		resp.Timeline[i] = timelineJSON(t)
+	}
+	httpserver.WriteJSON(w, http.StatusOK, resp)
+}
+
+// inputError is a request the handler refuses before it reaches the store.
+type inputError struct {
+	status int
+	detail string
+	fields []httpserver.FieldError
+}
+
+func (e *inputError) Error() string { return e.detail }
+
+// Problem types (RFC 9457) of the two kinds of 422, so clients can tell
+// them apart. The others are "about:blank": their status says it all.
+const (
+	ProblemValidation          = "urn:orderflow:problem:validation-failed"
+	ProblemIdempotencyConflict = "urn:orderflow:problem:idempotency-key-reused"
+)
+
+// writeError answers err as application/problem+json. Only server errors
+// are logged: the rest are the client's to see.
+func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	var p httpserver.Problem
+	var in *inputError
+	switch {
+	case errors.As(err, &in):
+		p.Status, p.Detail, p.Errors = in.status, in.detail, in.fields
+		if in.status == http.StatusUnprocessableEntity {
+			p.Type, p.Title = ProblemValidation, "Validation failed"
+		}
+	case errors.Is(err, ErrNotFound):
+		p.Status, p.Detail = http.StatusNotFound, "no order has this id"
+	case errors.Is(err, ErrIdempotencyConflict):
+		p.Type, p.Title, p.Status = ProblemIdempotencyConflict, "Idempotency-Key reused", http.StatusUnprocessableEntity
+		p.Detail = "this Idempotency-Key was already used with a different request body"
+		p.Errors = []httpserver.FieldError{{Field: IdempotencyKeyHeader, Message: "already used for a different request"}}
+	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
+		// The client went away and reads no answer; nginx's code for it.
+		p.Status, p.Title = 499, "Client closed request"
+	default:
+		s.log.ErrorContext(r.Context(), "request failed", "method", r.Method, "path", r.URL.Path, "error", err)
+		p.Status = http.StatusInternalServerError
+		p.Detail = "the error is logged with this request's correlation id " + correlation.ID(r.Context())
+	}
+	httpserver.WriteProblem(w, r, p)
+}

@@ -1,0 +1,218 @@
+package orders
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/orderflow/orderflow/pkg/events/contract"
+	"github.com/orderflow/orderflow/pkg/events/correlation"
+	"github.com/orderflow/orderflow/pkg/events/outbox"
+	"github.com/orderflow/orderflow/services/orders/internal/ordersdb"
+)
+
+// Store is the orders database: the service's tables and its outbox.
+type Store struct {
+	pool   *pgxpool.Pool
+	outbox *outbox.Outbox
+}
+
+// NewStore returns the store on pool; events go to ob.
+func NewStore(pool *pgxpool.Pool, ob *outbox.Outbox) *Store {
+	return &Store{pool: pool, outbox: ob}
+}
+
+// InTx runs fn in one transaction and commits when it returns nil. Events
+// fn writes to the outbox with tx are committed with its changes, and the
+// relay is woken after the commit.
+func (s *Store) InTx(ctx context.Context, fn func(q *ordersdb.Queries, tx pgx.Tx) error) error {
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		return fn(ordersdb.New(tx), tx)
+	})
+	if err != nil {
+		return err
+	}
+	s.outbox.Committed()
+	return nil
+}
+
+// Order is an order as the API shows it.
+type Order struct {
+	ID            uuid.UUID
+	Status        string
+	CustomerID    string
+	Email         string
+	Items         []orderItem
+	TotalCents    int64
+	Currency      string
+	CancelReason  string // "" unless cancelled
+	PointsAwarded int64
+	CreatedAt     time.Time
+	UpdatedAt     time.Time
+	Timeline      []TimelineEntry // only filled by Store.Order
+}
+
+// TimelineEntry is one event about an order that orders has seen.
+type TimelineEntry struct {
+	Event      string
+	EventID    uuid.UUID
+	Service    string
+	OccurredAt time.Time
+}
+
+// createOrder places the order req describes: in one transaction it inserts
+// the order, its first timeline entry and the OrderPlaced event. With an
+// idempotency key, a request the key has already placed returns that order
+// with created false, and a different request under the same key fails with
+// ErrIdempotencyConflict; requests racing on one key place one order.
+func (s *Store) createOrder(ctx context.Context, req orderRequest, idempotencyKey string) (o Order, created bool, err error) {
+	id, err := uuid.NewV7()
+	if err != nil {
+		return Order{}, false, fmt.Errorf("new order id: %w", err)
+	}
+	items, err := json.Marshal(req.Items)
+	if err != nil {
+		return Order{}, false, fmt.Errorf("encode items: %w", err)
+	}
+	err = s.InTx(ctx, func(q *ordersdb.Queries, tx pgx.Tx) error {
+		if idempotencyKey != "" {
+			hash := req.hash()
+			// The key goes first: a concurrent request holding it makes
+			// this wait for its commit, then find the committed row.
+			_, err := q.ClaimIdempotencyKey(ctx, ordersdb.ClaimIdempotencyKeyParams{
+				Key: idempotencyKey, RequestHash: hash, OrderID: id,
+			})
+			if errors.Is(err, pgx.ErrNoRows) {
+				prev, err := q.GetIdempotencyKey(ctx, idempotencyKey)
+				if err != nil {
+					return fmt.Errorf("get idempotency key: %w", err)
+				}
+				if !bytes.Equal(prev.RequestHash, hash) {
+					return ErrIdempotencyConflict
+				}
+				row, err := q.GetOrder(ctx, prev.OrderID)
+				if err != nil {
+					return fmt.Errorf("get order %s: %w", prev.OrderID, err)
+				}
+				o, err = orderFromRow(row)
+				return err
+			}
+			if err != nil {
+				return fmt.Errorf("claim idempotency key: %w", err)
+			}
+		}
+
+		row, err := q.InsertOrder(ctx, ordersdb.InsertOrderParams{
+			ID:            id,
+			CustomerID:    req.CustomerID,
+			Email:         req.Email,
+			Items:         items,
+			TotalCents:    req.totalCents(),
+			Currency:      req.Currency,
+			PaymentToken:  req.PaymentToken,
+			CorrelationID: correlation.ID(ctx),
+		})
+		if err != nil {
+			return fmt.Errorf("insert order: %w", err)
+		}
+		if o, err = orderFromRow(row); err != nil {
+			return err
+		}
+
+		ev := orderPlaced(o, req.PaymentToken)
+		if _, err := q.InsertTimelineEvent(ctx, ordersdb.InsertTimelineEventParams{
+			OrderID:    id,
+			Event:      ev.Name(),
+			EventID:    uuid.MustParse(ev.EventID),
+			Service:    serviceName,
+			OccurredAt: ev.OccurredAt,
+		}); err != nil {
+			return fmt.Errorf("insert timeline: %w", err)
+		}
+		if err := s.outbox.Write(ctx, tx, ev); err != nil {
+			return fmt.Errorf("write OrderPlaced: %w", err)
+		}
+		created = true
+		return nil
+	})
+	if err != nil {
+		return Order{}, false, err
+	}
+	return o, created, nil
+}
+
+// orderPlaced is the event announcing o. Its id and time are set here, not
+// by the outbox, so the timeline entry shows the same ones.
+func orderPlaced(o Order, paymentToken string) *contract.OrderPlaced {
+	items := make([]contract.Item, len(o.Items))
+	for i, it := range o.Items {
+		items[i] = contract.Item{SKU: it.SKU, Quantity: int(it.Quantity), UnitPriceCents: it.UnitPriceCents}
+	}
+	return &contract.OrderPlaced{
+		Envelope: contract.Envelope{
+			Event:      "OrderPlaced",
+			Version:    1,
+			EventID:    uuid.Must(uuid.NewV7()).String(),
+			OrderID:    o.ID.String(),
+			OccurredAt: o.CreatedAt,
+		},
+		CustomerID:   o.CustomerID,
+		Email:        o.Email,
+		Items:        items,
+		TotalCents:   o.TotalCents,
+		Currency:     o.Currency,
+		PaymentToken: paymentToken,
+	}
+}
+
+// Order returns the order with its timeline, oldest event first, or
+// ErrNotFound.
+func (s *Store) Order(ctx context.Context, id uuid.UUID) (Order, error) {
+	q := ordersdb.New(s.pool)
+	row, err := q.GetOrder(ctx, id)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Order{}, ErrNotFound
+	}
+	if err != nil {
+		return Order{}, fmt.Errorf("get order %s: %w", id, err)
+	}
+	o, err := orderFromRow(row)
+	if err != nil {
+		return Order{}, err
+	}
+	timeline, err := q.ListTimeline(ctx, id)
+	if err != nil {
+		return Order{}, fmt.Errorf("list timeline of %s: %w", id, err)
+	}
+	o.Timeline = make([]TimelineEntry, len(timeline))
+	for i, t := range timeline {
+		o.Timeline[i] = TimelineEntry{Event: t.Event, EventID: t.EventID, Service: t.Service, OccurredAt: t.OccurredAt}
+	}
+	return o, nil
+}
+
+func orderFromRow(row ordersdb.Order) (Order, error) {
+	o := Order{
+		ID:            row.ID,
+		Status:        row.Status,
+		CustomerID:    row.CustomerID,
+		Email:         row.Email,
+		TotalCents:    row.TotalCents,
+		Currency:      row.Currency,
+		CancelReason:  row.CancelReason.String,
+		PointsAwarded: row.PointsAwarded,
+		CreatedAt:     row.CreatedAt.UTC(),
+		UpdatedAt:     row.UpdatedAt.UTC(),
+	}
+	if err := json.Unmarshal(row.Items, &o.Items); err != nil {
+		return Order{}, fmt.Errorf("decode items of order %s: %w", row.ID, err)
+	}
+	return o, nil
+}
