@@ -383,7 +383,11 @@ func TestCrashBetweenAckAndMark(t *testing.T) {
 	startRelay(t, b.newOutbox(t, nil))
 	c := consume(t, b.broker.Addrs, map[string]bool{orderID: true})
 	waitFor(t, "all rows marked", func() bool { return pending(t, b.pool) == 0 })
-	c.waitDistinct(t, 2)
+	waitFor(t, "both copies of the batch", func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return c.total >= 4
+	})
 	if dups := c.checkOrder(t, map[string][]string{orderID: want}); dups != 2 {
 		t.Errorf("got %d duplicate deliveries, want 2 (the batch re-published once)", dups)
 	}
