@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -22,6 +24,7 @@ import (
 	"github.com/orderflow/orderflow/internal/pgtest"
 	"github.com/orderflow/orderflow/pkg/events/contract"
 	"github.com/orderflow/orderflow/pkg/events/correlation"
+	"github.com/orderflow/orderflow/pkg/events/kafka"
 	"github.com/orderflow/orderflow/pkg/events/outbox"
 )
 
@@ -531,4 +534,60 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// The broker process stops (not a fault: its port is closed) while orders
+// keep committing, then restarts from its data directory: everything
+// written before, during and after arrives, in order.
+func TestBrokerStoppedAndRestarted(t *testing.T) {
+	t.Parallel()
+	if os.Getenv("KAFKA_BROKERS") != "" {
+		t.Skip("stops and restarts the embedded broker")
+	}
+	pool := pgtest.NewPool(t)
+	if err := outbox.Migrate(context.Background(), pool); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	addr := freeAddr(t)
+	broker, err := kafka.StartEmbedded(addr, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := kafka.EnsureTopics(context.Background(), []string{addr}, contract.TopicOrders); err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	o := outbox.New(pool, outbox.Config{Service: "orders", Brokers: []string{addr}}, log)
+	startRelay(t, o)
+	ctx := context.Background()
+	orderID := uuid.NewString()
+	want := write(t, ctx, pool, o, placed(orderID))
+	waitFor(t, "first event published", func() bool { return pending(t, pool) == 0 })
+
+	broker.Close()
+	for range 20 {
+		want = append(want, write(t, ctx, pool, o, cancelled(orderID))...)
+	}
+	if n := pending(t, pool); n != 20 {
+		t.Fatalf("%d rows pending while the broker was down, want 20", n)
+	}
+	broker, err = kafka.StartEmbedded(addr, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(broker.Close)
+	c := consume(t, []string{addr}, map[string]bool{orderID: true})
+	c.waitDistinct(t, len(want))
+	c.checkOrder(t, map[string][]string{orderID: want})
+	waitFor(t, "backlog drained", func() bool { return pending(t, pool) == 0 })
+}
+
+func freeAddr(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
 }
