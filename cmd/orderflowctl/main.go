@@ -16,10 +16,10 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"strconv"
 	"strings"
 	"time"
 
+	"github.com/orderflow/orderflow/pkg/config"
 	"github.com/orderflow/orderflow/pkg/events/outbox"
 	"github.com/orderflow/orderflow/pkg/postgres"
 )
@@ -101,20 +101,9 @@ func parseTime(s string, now time.Time) (time.Time, error) {
 	if t, err := time.Parse(time.RFC3339, s); err == nil {
 		return t, nil
 	}
-	var days time.Duration
-	if i := strings.IndexByte(s, 'd'); i > 0 {
-		n, err := strconv.Atoi(s[:i])
-		if err != nil {
-			return time.Time{}, fmt.Errorf("%q is neither RFC 3339 nor a duration", s)
-		}
-		days, s = time.Duration(n)*24*time.Hour, s[i+1:]
+	d, err := config.ParseDuration(s)
+	if err != nil || d < 0 {
+		return time.Time{}, fmt.Errorf("%q is neither RFC 3339 nor a duration (30m, 2h, 7d)", s)
 	}
-	var d time.Duration
-	if s != "" {
-		var err error
-		if d, err = time.ParseDuration(s); err != nil {
-			return time.Time{}, fmt.Errorf("%q is neither RFC 3339 nor a duration", s)
-		}
-	}
-	return now.Add(-(days + d)), nil
+	return now.Add(-d), nil
 }

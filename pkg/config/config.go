@@ -111,9 +111,9 @@ func (e *Env) Duration(name string, def time.Duration) time.Duration {
 	if !ok {
 		return def
 	}
-	d, err := time.ParseDuration(v)
+	d, err := ParseDuration(v)
 	if err != nil {
-		e.add(name, v, "is not a duration (e.g. 2s, 10m)")
+		e.add(name, v, "is not a duration (e.g. 2s, 10m, 7d)")
 		return def
 	}
 	if d < 0 {
@@ -227,4 +227,26 @@ func NewLogger(w io.Writer, service string, level slog.Level, format string) *sl
 		h = slog.NewJSONHandler(w, opts)
 	}
 	return slog.New(correlation.NewLogHandler(h, service))
+}
+
+// ParseDuration is time.ParseDuration that also takes a leading count of
+// days, for retention-sized values: "7d", "1d12h", "36h".
+func ParseDuration(s string) (time.Duration, error) {
+	days, rest, ok := strings.Cut(s, "d")
+	if !ok {
+		return time.ParseDuration(s)
+	}
+	n, err := strconv.ParseUint(days, 10, 16)
+	if err != nil {
+		return 0, fmt.Errorf("invalid duration %q", s)
+	}
+	d := time.Duration(n) * 24 * time.Hour
+	if rest != "" {
+		r, err := time.ParseDuration(rest)
+		if err != nil || r < 0 {
+			return 0, fmt.Errorf("invalid duration %q", s)
+		}
+		d += r
+	}
+	return d, nil
 }

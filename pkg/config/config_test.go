@@ -37,9 +37,9 @@ func TestEnv(t *testing.T) {
 		{"duration set", map[string]string{"D": "1h30m"}, func(e *config.Env) any { return e.Duration("D", 2*time.Second) }, 90 * time.Minute, ""},
 		{"duration zero", map[string]string{"D": "0"}, func(e *config.Env) any { return e.Duration("D", 2*time.Second) }, time.Duration(0), ""},
 		{"duration garbage", map[string]string{"D": "abc"}, func(e *config.Env) any { return e.Duration("D", 2*time.Second) },
-			2 * time.Second, `config: D: "abc" is not a duration (e.g. 2s, 10m)`},
+			2 * time.Second, `config: D: "abc" is not a duration (e.g. 2s, 10m, 7d)`},
 		{"duration without unit", map[string]string{"D": "5"}, func(e *config.Env) any { return e.Duration("D", 2*time.Second) },
-			2 * time.Second, `config: D: "5" is not a duration (e.g. 2s, 10m)`},
+			2 * time.Second, `config: D: "5" is not a duration (e.g. 2s, 10m, 7d)`},
 		{"duration negative", map[string]string{"D": "-1s"}, func(e *config.Env) any { return e.Duration("D", 2*time.Second) },
 			2 * time.Second, `config: D: "-1s" is negative`},
 
@@ -95,7 +95,7 @@ func TestErrCollectsAllOnOneLine(t *testing.T) {
 		e.Reject("EMAIL_MAX_ATTEMPTS", "must be at least 1")
 	}
 	err := e.Err()
-	want := `config: WAREHOUSE_SHIP_DELAY: "abc" is not a duration (e.g. 2s, 10m); ` +
+	want := `config: WAREHOUSE_SHIP_DELAY: "abc" is not a duration (e.g. 2s, 10m, 7d); ` +
 		`FRAUD_LIMIT_CENTS: "lots" is not an integer; EMAIL_MAX_ATTEMPTS: "0" must be at least 1`
 	if err == nil || err.Error() != want {
 		t.Fatalf("Err() = %v\nwant %s", err, want)
@@ -162,4 +162,19 @@ func TestNewLogger(t *testing.T) {
 			}
 		}
 	})
+}
+
+func TestParseDuration(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]string{"7d": "168h0m0s", "1d12h": "36h0m0s", "36h": "36h0m0s", "0d": "0s", "90m": "1h30m0s"} {
+		got, err := config.ParseDuration(in)
+		if err != nil || got.String() != want {
+			t.Errorf("ParseDuration(%q) = %v, %v; want %s", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "d", "7", "-1d", "1.5d", "7days", "1d-2h", "x"} {
+		if _, err := config.ParseDuration(in); err == nil {
+			t.Errorf("ParseDuration(%q) succeeded", in)
+		}
+	}
 }

@@ -15,8 +15,6 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/url"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -100,11 +98,10 @@ func ConfigFromEnv() (Config, error) {
 		PostgresURL: e.String("POSTGRES_URL", postgres.DefaultURL),
 		Brokers:     kafka.ParseBrokers(e.String("KAFKA_BROKERS", "")),
 	}
-	d, err := parseDays(e.String("OUTBOX_RETENTION", "7d"))
-	if err != nil || d <= 0 {
-		e.Reject("OUTBOX_RETENTION", "is not a positive duration (e.g. 7d, 1d12h, 36h)")
+	cfg.OutboxRetention = e.Duration("OUTBOX_RETENTION", DefaultOutboxRetention)
+	if cfg.OutboxRetention == 0 {
+		e.Reject("OUTBOX_RETENTION", "must be positive (e.g. 7d, 36h)")
 	}
-	cfg.OutboxRetention = d
 	if err := e.Err(); err != nil {
 		return Config{}, err
 	}
@@ -113,28 +110,6 @@ func ConfigFromEnv() (Config, error) {
 		return Config{}, fmt.Errorf("config: %w", err)
 	}
 	return cfg, nil
-}
-
-// parseDays is time.ParseDuration that also takes a leading count of days:
-// "7d", "1d12h", "36h".
-func parseDays(s string) (time.Duration, error) {
-	days, rest, ok := strings.Cut(s, "d")
-	if !ok {
-		return time.ParseDuration(s)
-	}
-	n, err := strconv.ParseUint(days, 10, 16)
-	if err != nil {
-		return 0, fmt.Errorf("invalid duration %q", s)
-	}
-	d := time.Duration(n) * 24 * time.Hour
-	if rest != "" {
-		r, err := time.ParseDuration(rest)
-		if err != nil || r < 0 {
-			return 0, fmt.Errorf("invalid duration %q", s)
-		}
-		d += r
-	}
-	return d, nil
 }
 
 // Validate reports the first bad field, named as its environment variable.

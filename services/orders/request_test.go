@@ -130,21 +130,6 @@ func TestRequestHashIgnoresFormatting(t *testing.T) {
 	}
 }
 
-func TestParseDays(t *testing.T) {
-	t.Parallel()
-	for in, want := range map[string]string{"7d": "168h0m0s", "1d12h": "36h0m0s", "36h": "36h0m0s", "0d": "0s", "90m": "1h30m0s"} {
-		got, err := parseDays(in)
-		if err != nil || got.String() != want {
-			t.Errorf("parseDays(%q) = %v, %v; want %s", in, got, err, want)
-		}
-	}
-	for _, in := range []string{"", "d", "7", "-1d", "1.5d", "7days", "1d-2h", "x"} {
-		if _, err := parseDays(in); err == nil {
-			t.Errorf("parseDays(%q) succeeded", in)
-		}
-	}
-}
-
 func TestConfigFromEnv(t *testing.T) {
 	t.Setenv("POSTGRES_URL", "postgres://u:secret@db:5432/postgres")
 	t.Setenv("KAFKA_BROKERS", "k1:9092, k2:9092")

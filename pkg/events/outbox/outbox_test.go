@@ -591,3 +591,37 @@ func freeAddr(t *testing.T) string {
 	defer ln.Close()
 	return ln.Addr().String()
 }
+
+// The leader's database session is killed (as when its host vanishes): it
+// must notice it lost the lease and stop publishing, and a relay must lead
+// again and publish what follows.
+func TestLeaderSessionKilled(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	a, c := b.newOutbox(t, nil), b.newOutbox(t, nil)
+	startRelay(t, a)
+	startRelay(t, c)
+	waitFor(t, "a leader", func() bool { return a.Leader() || c.Leader() })
+	old := a
+	if c.Leader() {
+		old = c
+	}
+	ctx := context.Background()
+	var killed int
+	err := b.pool.QueryRow(ctx, `
+		SELECT count(pg_terminate_backend(pid)) FROM pg_locks
+		WHERE locktype = 'advisory' AND granted
+		  AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`).Scan(&killed)
+	if err != nil || killed != 1 {
+		t.Fatalf("terminated %d lease sessions (%v), want 1", killed, err)
+	}
+	// It waits LeaseRetry (200 ms) before competing again: long enough to see.
+	waitFor(t, "the old leader to step down", func() bool { return !old.Leader() })
+	waitFor(t, "a new leader", func() bool { return a.Leader() || c.Leader() })
+
+	orderID := uuid.NewString()
+	cons := consume(t, b.broker.Addrs, map[string]bool{orderID: true})
+	want := write(t, ctx, b.pool, a, placed(orderID), cancelled(orderID))
+	cons.waitDistinct(t, 2)
+	cons.checkOrder(t, map[string][]string{orderID: want})
+}
