@@ -558,8 +558,11 @@ func TestBrokerStoppedAndRestarted(t *testing.T) {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	o := outbox.New(pool, outbox.Config{Service: "orders", Brokers: []string{addr}}, log)
-	startRelay(t, o)
+	newOutbox := func() *outbox.Outbox {
+		return outbox.New(pool, outbox.Config{Service: "orders", Brokers: []string{addr}}, log)
+	}
+	o := newOutbox()
+	r := startRelay(t, o)
 	ctx := context.Background()
 	orderID := uuid.NewString()
 	want := write(t, ctx, pool, o, placed(orderID))
@@ -569,9 +572,13 @@ func TestBrokerStoppedAndRestarted(t *testing.T) {
 	for range 20 {
 		want = append(want, write(t, ctx, pool, o, cancelled(orderID))...)
 	}
+	waitFor(t, "the relay to try", func() bool { return outbox.Polls(o) > 2 })
+	// Shutting down while the broker is away is prompt and loses nothing.
+	r.halt(t)
 	if n := pending(t, pool); n != 20 {
 		t.Fatalf("%d rows pending while the broker was down, want 20", n)
 	}
+	startRelay(t, newOutbox())
 	broker, err = kafka.StartEmbedded(addr, dir)
 	if err != nil {
 		t.Fatal(err)
