@@ -16,6 +16,8 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// After the first Ctrl-C, stop catching: a second one kills at once.
+	context.AfterFunc(ctx, stop)
 	if err := devstack.Run(ctx, os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "orderflow:", err)
 		os.Exit(1)

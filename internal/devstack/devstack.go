@@ -50,10 +50,6 @@ func Run(ctx context.Context, out io.Writer) error {
 		brokers = b.Addrs()
 		log.Info("embedded kafka broker started", "addr", EmbeddedAddr, "data", dir)
 	}
-	if err := kafka.EnsureTopics(ctx, brokers, kafka.Topics...); err != nil {
-		return err
-	}
-
 	ordersCfg, err := orders.ConfigFromEnv()
 	if err != nil {
 		return err
@@ -61,6 +57,9 @@ func Run(ctx context.Context, out io.Writer) error {
 	ordersCfg.Brokers = brokers
 
 	g, gctx := errgroup.WithContext(ctx)
+	// Not a precondition: with the broker down, orders still takes orders
+	// and its relay publishes once the broker and its topics are there.
+	g.Go(func() error { kafka.EnsureTopicsRetrying(gctx, brokers, log, kafka.Topics...); return nil })
 	g.Go(func() error { return orders.Run(gctx, ordersCfg, logger("orders")) })
 
 	printBanner(out, ordersCfg.HTTPAddr, brokers)

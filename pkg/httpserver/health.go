@@ -40,7 +40,9 @@ type Health struct {
 func NewHealth(g prometheus.Gatherer, checks ...Check) *Health {
 	return &Health{
 		checks:  append([]Check(nil), checks...),
-		metrics: promhttp.HandlerFor(g, promhttp.HandlerOpts{}),
+		// ContinueOnError: a collector that cannot read (the outbox backlog
+		// while the database is down) must not blank every other series.
+		metrics: promhttp.HandlerFor(g, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError}),
 		timeout: ReadyTimeout,
 	}
 }

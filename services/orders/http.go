@@ -50,6 +50,12 @@ func (s *Server) routes(reg *prometheus.Registry) http.Handler {
 	)
 	r := chi.NewRouter()
 	r.Use(correlation.Middleware, httpserver.NewMetrics(reg).Middleware)
+	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
+		httpserver.WriteProblem(w, r, httpserver.Problem{Status: http.StatusNotFound, Detail: "no such endpoint"})
+	})
+	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
+		httpserver.WriteProblem(w, r, httpserver.Problem{Status: http.StatusMethodNotAllowed})
+	})
 	r.Post("/orders", s.handleOrderCreate)
 	r.Get("/orders/{id}", s.handleOrderGet)
 	health.Mount(r) // /healthz, /readyz, /metrics
@@ -99,9 +105,9 @@ const IdempotencyKeyHeader = "Idempotency-Key"
 //
 // A body over 64 KiB is refused with 413 before it is parsed. With an
 // Idempotency-Key, the first request answers 201 and a replay of the same
-// request answers 200 with the same order (as it is now: its status may have
-// moved on), the same Location and "Idempotent-Replayed: true"; the key with
-// a different request answers 422.
+// request answers 201 too, as DESIGN's contract says, with the same order (as
+// it is now: its status may have moved on), the same Location and
+// "Idempotent-Replayed: true"; the key with a different request answers 422.
 func (s *Server) handleOrderCreate(w http.ResponseWriter, r *http.Request) {
 	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
 		s.writeError(w, r, &inputError{status: http.StatusUnsupportedMediaType, detail: "Content-Type must be application/json"})
@@ -144,12 +150,10 @@ func (s *Server) handleOrderCreate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Location", "/orders/"+o.ID.String())
-	status := http.StatusCreated
 	if !created {
-		status = http.StatusOK
 		w.Header().Set("Idempotent-Replayed", "true")
 	}
-	httpserver.WriteJSON(w, status, newOrderJSON(o))
+	httpserver.WriteJSON(w, http.StatusCreated, newOrderJSON(o))
 }
 
 // handleOrderGet serves GET /orders/{id}.

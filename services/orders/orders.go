@@ -50,7 +50,7 @@ type Config struct {
 	HTTPAddr        string        // listen address; default ":8080"
 	PostgresURL     string        // the server; the service uses its database Database on it
 	Database        string        // default "orderflow_orders"
-	MaxConns        int32         // pool size; 0 is pgx's default, max(4, CPUs)
+	MaxConns        int32         // pool size; default 16
 	Brokers         []string      // Kafka seed brokers
 	OutboxRetention time.Duration // published outbox rows are kept this long; default 7 days
 	ShutdownTimeout time.Duration // how long in-flight requests may finish after ctx is done; default 10s
@@ -62,7 +62,10 @@ const (
 	DefaultDatabase        = "orderflow_orders"
 	DefaultBroker          = "127.0.0.1:9092" // where the dev stack's embedded broker listens
 	DefaultOutboxRetention = 7 * 24 * time.Hour
-	DefaultShutdownTimeout = 10 * time.Second
+	DefaultMaxConns        = 16 // pgx's default, max(4, CPUs), queues requests on a 2-core machine
+	// DefaultShutdownTimeout leaves room in the 10 s a Ctrl-C may take for
+	// the relay's last cursor update and closing the pool.
+	DefaultShutdownTimeout = 7 * time.Second
 )
 
 func (c *Config) setDefaults() {
@@ -80,6 +83,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.OutboxRetention == 0 {
 		c.OutboxRetention = DefaultOutboxRetention
+	}
+	if c.MaxConns == 0 {
+		c.MaxConns = DefaultMaxConns
 	}
 	if c.ShutdownTimeout == 0 {
 		c.ShutdownTimeout = DefaultShutdownTimeout

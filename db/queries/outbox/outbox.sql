@@ -20,10 +20,13 @@ ORDER BY outbox.txid, outbox.id -- the column, not the text alias above: index o
 LIMIT @batch_size;
 
 -- name: AdvanceCursor :execrows
--- Compare-and-set: a replay that moved the cursor back meanwhile wins.
+-- Compare-and-set: a replay that moved the cursor back meanwhile wins. And
+-- fenced: only while the relay's lease session still holds its lock, so a
+-- deposed leader cannot move the cursor.
 UPDATE outbox_cursor
 SET txid = (@to_txid::text)::xid8, id = @to_id::bigint, updated_at = now()
-WHERE txid = (@from_txid::text)::xid8 AND id = @from_id::bigint;
+WHERE txid = (@from_txid::text)::xid8 AND id = @from_id::bigint
+  AND outbox_lease_held(@lease_pid::int);
 
 -- name: Backlog :one
 SELECT count(*)::bigint AS pending,

@@ -8,7 +8,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -58,4 +60,30 @@ func EnsureTopics(ctx context.Context, brokers []string, topics ...string) error
 		}
 	}
 	return nil
+}
+
+// EnsureTopicsRetrying is EnsureTopics retried with backoff (up to 30 s
+// apart) until it succeeds or ctx is done, so a service can start while the
+// broker is still down and get its topics once the broker is back.
+func EnsureTopicsRetrying(ctx context.Context, brokers []string, log *slog.Logger, topics ...string) {
+	backoff := time.Second
+	for {
+		actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err := EnsureTopics(actx, brokers, topics...)
+		cancel()
+		if err == nil {
+			log.Info("kafka topics ready", "topics", len(topics), "partitions", Partitions)
+			return
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		log.Warn("kafka topics not created yet; retrying", "err", err, "retry_in", backoff)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 30*time.Second)
+	}
 }

@@ -39,6 +39,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/orderflow/orderflow/pkg/events/contract"
 	"github.com/orderflow/orderflow/pkg/events/correlation"
@@ -63,6 +64,7 @@ type Config struct {
 	BatchSize  int           // rows per relay batch; default 5000
 	Retention  time.Duration // published rows are kept this long; default 7 days
 	LeaseRetry time.Duration // how often a follower tries to become leader; default 1s
+	MinPoll    time.Duration // first fallback poll after activity; default 10ms
 	MaxPoll    time.Duration // longest idle wait between polls when no wake-up comes; default 1s
 
 	// Registerer receives the outbox metrics; nil registers none.
@@ -82,6 +84,9 @@ func (c *Config) setDefaults() {
 	if c.MaxPoll <= 0 {
 		c.MaxPoll = time.Second
 	}
+	if c.MinPoll <= 0 {
+		c.MinPoll = min(10*time.Millisecond, c.MaxPoll)
+	}
 }
 
 // Outbox is one service's outbox: its writer and its relay.
@@ -94,8 +99,13 @@ type Outbox struct {
 
 	committed chan struct{} // Committed → relay, capacity 1
 	leader    atomic.Bool   // this process's relay holds the lease
-	producer  atomic.Pointer[producer]
-	polls     atomic.Int64 // batches read, for tests
+	pinger    atomic.Pointer[kgo.Client] // for Ready, while Run runs
+	polls     atomic.Int64               // batches read, for tests
+
+	// crashAfterAck is a test hook: when it returns true, a batch the
+	// broker acked is left behind the cursor, as if the process died
+	// between the ack and the cursor update.
+	crashAfterAck func() bool
 }
 
 // New returns the outbox of the service whose database pool is given. The

@@ -11,6 +11,9 @@ import (
 	"github.com/orderflow/orderflow/pkg/events/outbox/internal/outboxdb"
 )
 
+// shutdownAckWait is how long a stopping relay waits for acks in flight.
+const shutdownAckWait = 2 * time.Second
+
 // producer is the relay's one idempotent Kafka producer.
 type producer struct {
 	cl *kgo.Client
@@ -28,9 +31,11 @@ func newProducer(brokers []string) (*producer, error) {
 		// The relay batches rows itself; lingering would only add latency.
 		kgo.ProducerLinger(0),
 		kgo.MaxBufferedRecords(50000),
-		// No delivery timeout or retry limit: while the broker is down,
-		// records wait in order instead of failing and being re-sent out of
-		// order with rows behind them.
+		// No delivery timeout or retry limit (franz-go's defaults), and none
+		// for a topic the broker does not know yet either: while the broker
+		// is down or still creating topics, records wait in order instead of
+		// failing and being re-sent behind rows that went out.
+		kgo.UnknownTopicRetries(-1),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("kafka producer: %w", err)
@@ -56,12 +61,18 @@ func (p *producer) publish(ctx context.Context, source string, rows []outboxdb.P
 		})
 	}
 	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
+	go func() { wg.Wait(); close(done) }() // ends at the latest when the client closes
 	select {
 	case <-done:
 	case <-ctx.Done():
-		// Records still buffered fail when the client closes; none counts.
-		return 0, ctx.Err()
+		// Shutdown or lost lease: give acks already on their way a moment,
+		// so a clean stop does not re-publish the batch, then count none
+		// that has not answered.
+		select {
+		case <-done:
+		case <-time.After(shutdownAckWait):
+			return 0, ctx.Err()
+		}
 	}
 	for i, err := range errs {
 		if err != nil {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/twmb/franz-go/pkg/kgo"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/orderflow/orderflow/pkg/events/outbox/internal/outboxdb"
@@ -25,34 +26,31 @@ const notifyChannel = "orderflow_outbox"
 // activity and doubles up to Config.MaxPoll while idle.
 const (
 	notifyEvery = 5 * time.Millisecond
-	minPoll     = 10 * time.Millisecond
 	maxBackoff  = 5 * time.Second
 )
 
-var errLeaseLost = errors.New("relay lease lost")
-
-// crashAfterAck is a test hook: when it returns true, a batch the broker
-// acked is left unmarked, as if the process died between ack and mark.
 var (
-	crashAfterAck     func() bool
-	errSimulatedCrash = errors.New("simulated crash between ack and mark")
+	errLeaseLost      = errors.New("relay lease lost")
+	errSimulatedCrash = errors.New("simulated crash between ack and cursor update")
 )
 
 // Run relays the outbox to Kafka until ctx is done, then returns nil. While
 // another instance leads, it waits to take over; while it leads, it
 // publishes batches and deletes rows past the retention.
 func (o *Outbox) Run(ctx context.Context) error {
-	p, err := newProducer(o.cfg.Brokers)
+	// A client of its own for Ready, so readiness does not depend on
+	// leadership; the producer is made anew for each leadership term.
+	pinger, err := kgo.NewClient(kgo.SeedBrokers(o.cfg.Brokers...))
 	if err != nil {
-		return err
+		return fmt.Errorf("kafka client: %w", err)
 	}
-	o.producer.Store(p)
-	defer p.close()
+	o.pinger.Store(pinger)
+	defer pinger.Close()
 
 	localWake := make(chan struct{}, 1)
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return o.forwardCommits(ctx, localWake) })
-	g.Go(func() error { return o.lead(ctx, p, localWake) })
+	g.Go(func() error { return o.lead(ctx, localWake) })
 	g.Go(func() error { return o.expire(ctx) })
 	return g.Wait()
 }
@@ -84,15 +82,18 @@ func (o *Outbox) forwardCommits(ctx context.Context, localWake chan<- struct{}) 
 	}
 }
 
-// lead competes for the lease and publishes while holding it.
-func (o *Outbox) lead(ctx context.Context, p *producer, localWake <-chan struct{}) error {
+// lead competes for the lease and publishes while holding it. Each term
+// runs under a context cancelled when the lease is lost, with a producer of
+// its own that is closed at the end of the term: a deposed leader's buffered
+// records are dropped, not sent whenever the broker comes back.
+func (o *Outbox) lead(ctx context.Context, localWake <-chan struct{}) error {
 	for {
 		l, err := o.acquire(ctx)
 		if err != nil {
 			return nil // ctx done
 		}
 		o.log.Info("relay is leader")
-		err = o.publishWhileLeader(ctx, p, l, localWake)
+		err = o.term(ctx, l, localWake)
 		l.release()
 		if ctx.Err() != nil {
 			return nil
@@ -104,10 +105,34 @@ func (o *Outbox) lead(ctx context.Context, p *producer, localWake <-chan struct{
 	}
 }
 
+// term publishes while l is held.
+func (o *Outbox) term(ctx context.Context, l *lease, localWake <-chan struct{}) error {
+	p, err := newProducer(o.cfg.Brokers)
+	if err != nil {
+		return err
+	}
+	defer p.close()
+	tctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-l.lost:
+			cancel()
+		case <-tctx.Done():
+		}
+	}()
+	err = o.publishWhileLeader(tctx, p, l, localWake)
+	if ctx.Err() == nil && tctx.Err() != nil {
+		return errLeaseLost
+	}
+	return err
+}
+
 // lease is the relay's leadership: a session advisory lock held on a
 // dedicated connection, which also LISTENs for wake-ups.
 type lease struct {
 	conn *pgx.Conn
+	pid  uint32 // the lock-holding backend, to fence cursor updates
 	wake chan struct{} // a NOTIFY arrived
 	lost chan struct{} // closed when the connection, and so the lock, is gone
 	stop context.CancelFunc
@@ -139,7 +164,15 @@ func (o *Outbox) acquire(ctx context.Context) (*lease, error) {
 }
 
 func (o *Outbox) tryAcquire(ctx context.Context) (*lease, error) {
-	conn, err := pgx.ConnectConfig(ctx, o.pool.Config().ConnConfig.Copy())
+	cfg := o.pool.Config().ConnConfig.Copy()
+	// If this host vanishes, the server must notice within seconds, end
+	// the session and so free the lock; Linux's default keepalive takes two
+	// hours.
+	cfg.RuntimeParams["tcp_keepalives_idle"] = "2"
+	cfg.RuntimeParams["tcp_keepalives_interval"] = "1"
+	cfg.RuntimeParams["tcp_keepalives_count"] = "3"
+	cfg.RuntimeParams["tcp_user_timeout"] = "5000"
+	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("connect: %w", err)
 	}
@@ -153,7 +186,7 @@ func (o *Outbox) tryAcquire(ctx context.Context) (*lease, error) {
 		return nil, fmt.Errorf("listen: %w", err)
 	}
 	wctx, stop := context.WithCancel(ctx)
-	l := &lease{conn: conn, wake: make(chan struct{}, 1), lost: make(chan struct{}), stop: stop, done: make(chan struct{})}
+	l := &lease{conn: conn, pid: conn.PgConn().PID(), wake: make(chan struct{}, 1), lost: make(chan struct{}), stop: stop, done: make(chan struct{})}
 	go l.watch(wctx)
 	return l, nil
 }
@@ -201,7 +234,7 @@ func (l *lease) release() {
 func (o *Outbox) publishWhileLeader(ctx context.Context, p *producer, l *lease, localWake <-chan struct{}) error {
 	o.leader.Store(true)
 	defer o.leader.Store(false)
-	poll, backoff := minPoll, time.Duration(0)
+	poll, backoff := o.cfg.MinPoll, time.Duration(0)
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	for {
@@ -210,18 +243,23 @@ func (o *Outbox) publishWhileLeader(ctx context.Context, p *producer, l *lease, 
 			return errLeaseLost
 		default:
 		}
-		n, err := o.publishBatch(ctx, p)
+		n, err := o.publishBatch(ctx, p, l)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
 			backoff = min(max(2*backoff, 100*time.Millisecond), maxBackoff)
 			o.log.Error("relay batch failed; will retry", "err", err, "retry_in", backoff)
-			timer.Reset(backoff)
+			// Commits do not cut a backoff short: retrying a failing batch
+			// on every order would only multiply duplicates.
+			if !sleep(ctx, backoff) {
+				return nil
+			}
+			continue
 		} else {
 			backoff = 0
 			if n > 0 {
-				poll = minPoll
+				poll = o.cfg.MinPoll
 				continue // more may be waiting
 			}
 			timer.Reset(poll)
@@ -232,13 +270,11 @@ func (o *Outbox) publishWhileLeader(ctx context.Context, p *producer, l *lease, 
 		case <-l.lost:
 			return errLeaseLost
 		case <-localWake:
-			poll = minPoll
+			poll = o.cfg.MinPoll
 		case <-l.wake:
-			poll = minPoll
+			poll = o.cfg.MinPoll
 		case <-timer.C:
-			if err == nil {
-				poll = min(2*poll, o.cfg.MaxPoll)
-			}
+			poll = min(2*poll, o.cfg.MaxPoll)
 		}
 		if !timer.Stop() {
 			select {
@@ -251,7 +287,7 @@ func (o *Outbox) publishWhileLeader(ctx context.Context, p *producer, l *lease, 
 
 // publishBatch publishes the next rows after the cursor and advances it
 // past the acked ones. It returns how many rows it took.
-func (o *Outbox) publishBatch(ctx context.Context, p *producer) (int, error) {
+func (o *Outbox) publishBatch(ctx context.Context, p *producer, l *lease) (int, error) {
 	q := outboxdb.New(o.pool)
 	// Read every batch, not once per term: a replay may have moved it back.
 	cur, err := q.Cursor(ctx)
@@ -269,7 +305,7 @@ func (o *Outbox) publishBatch(ctx context.Context, p *producer) (int, error) {
 		return 0, nil
 	}
 	acked, pubErr := p.publish(ctx, o.source, rows)
-	if crashAfterAck != nil && acked > 0 && crashAfterAck() {
+	if o.crashAfterAck != nil && acked > 0 && o.crashAfterAck() {
 		return len(rows), errSimulatedCrash
 	}
 	if acked > 0 {
@@ -278,14 +314,14 @@ func (o *Outbox) publishBatch(ctx context.Context, p *producer) (int, error) {
 		mctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		last := rows[acked-1]
 		moved, err := q.AdvanceCursor(mctx, outboxdb.AdvanceCursorParams{
-			ToTxid: last.Txid, ToID: last.ID, FromTxid: cur.Txid, FromID: cur.ID,
+			ToTxid: last.Txid, ToID: last.ID, FromTxid: cur.Txid, FromID: cur.ID, LeasePid: int32(l.pid),
 		})
 		cancel()
 		if err != nil {
 			return len(rows), fmt.Errorf("advance outbox cursor past %d rows: %w", acked, err)
 		}
 		if moved == 0 {
-			o.log.Info("outbox cursor was moved by a replay; continuing from there")
+			o.log.Info("outbox cursor not advanced: a replay moved it, or this relay lost its lease")
 		}
 		o.metrics.countPublished(rows[:acked])
 	}
@@ -357,11 +393,11 @@ func (o *Outbox) Ready(ctx context.Context) error {
 	if err := o.pool.Ping(ctx); err != nil {
 		return fmt.Errorf("outbox database: %w", err)
 	}
-	p := o.producer.Load()
-	if p == nil {
+	cl := o.pinger.Load()
+	if cl == nil {
 		return errors.New("relay not running")
 	}
-	if err := p.cl.Ping(ctx); err != nil {
+	if err := cl.Ping(ctx); err != nil {
 		return fmt.Errorf("kafka: %w", err)
 	}
 	return nil

@@ -16,6 +16,7 @@ const advanceCursor = `-- name: AdvanceCursor :execrows
 UPDATE outbox_cursor
 SET txid = ($1::text)::xid8, id = $2::bigint, updated_at = now()
 WHERE txid = ($3::text)::xid8 AND id = $4::bigint
+  AND outbox_lease_held($5::int)
 `
 
 type AdvanceCursorParams struct {
@@ -23,15 +24,19 @@ type AdvanceCursorParams struct {
 	ToID     int64
 	FromTxid string
 	FromID   int64
+	LeasePid int32
 }
 
-// Compare-and-set: a replay that moved the cursor back meanwhile wins.
+// Compare-and-set: a replay that moved the cursor back meanwhile wins. And
+// fenced: only while the relay's lease session still holds its lock, so a
+// deposed leader cannot move the cursor.
 func (q *Queries) AdvanceCursor(ctx context.Context, arg AdvanceCursorParams) (int64, error) {
 	result, err := q.db.Exec(ctx, advanceCursor,
 		arg.ToTxid,
 		arg.ToID,
 		arg.FromTxid,
 		arg.FromID,
+		arg.LeasePid,
 	)
 	if err != nil {
 		return 0, err
