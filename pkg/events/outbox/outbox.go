@@ -2,28 +2,37 @@
 // database: Write inserts events inside the caller's transaction, and Run
 // relays committed rows to Kafka.
 //
+// How rows are relayed: each row records its transaction's id (xid8). The
+// relay keeps one cursor (txid, id) in outbox_cursor and reads the next rows
+// in (txid, id) order, taking only rows whose txid is below
+// pg_snapshot_xmin(pg_current_snapshot()), i.e. rows of transactions older
+// than every transaction still running. That set cannot grow behind the
+// cursor any more, so a transaction that commits late is waited for, never
+// skipped. After the broker acked a batch the cursor moves past it in one
+// small update.
+//
 // Guarantees:
 //   - An event is published if and only if the transaction that wrote it
-//     committed, and it is never skipped: the relay has no high-water mark.
-//     Each batch takes the oldest rows still marked unpublished (a partial
-//     index keeps that list small), so a row of a transaction that commits
-//     late (its bigserial id is lower than rows committed before it) is
-//     simply taken by a later batch.
-//   - Events of one orderId are published in the order their transactions
-//     committed. A transaction that writes an event for an order after
-//     another one committed draws a higher id, and rows are produced in id
-//     order through one idempotent producer, which keeps per-partition order
-//     across retries.
+//     committed; none is skipped.
+//   - Events are published in (txid, id) order through one idempotent
+//     producer, which keeps per-partition order across retries. A
+//     PostgreSQL transaction draws its txid at its first write, so events of
+//     one orderId come out in commit order when the transactions writing
+//     them serialize on that order before their first write: take the row
+//     lock (SELECT ... FOR UPDATE) or call LockKey first. A transaction that
+//     writes something else first and only then waits for the order can
+//     publish before one that committed earlier.
 //   - One relay publishes at a time: instances compete for a session
-//     advisory lock on a dedicated connection; when the leader dies, its
-//     session ends, the lock is released and another instance takes over
-//     within LeaseRetry.
-//   - A crash between the broker's ack and the bulk mark only re-publishes
-//     the same eventId; consumers deduplicate by eventId.
+//     advisory lock on a dedicated connection (with short server-side TCP
+//     keepalives, so a vanished host frees it within seconds). Each
+//     leadership term has its own producer, dropped when the lease is lost,
+//     and the cursor only moves while the lock is held.
+//   - A crash between the broker's ack and the cursor update only
+//     re-publishes the same eventIds; consumers deduplicate by eventId.
 //
-// Not guaranteed: exactly-once delivery, and order between concurrent
-// transactions that both write events for one order without serializing on
-// a row lock (services take that lock).
+// Not guaranteed: exactly-once delivery. And a write transaction left open
+// anywhere on the PostgreSQL server (the horizon is server-wide) holds every
+// relay back until it ends; orderflow_outbox_oldest_age_seconds shows it.
 package outbox
 
 import (
@@ -189,6 +198,18 @@ func prepare(e contract.Event, now time.Time) (outboxdb.InsertEventParams, error
 		Payload:    payload,
 		OccurredAt: m.OccurredAt,
 	}, nil
+}
+
+// LockKey serializes the transactions that write events for key (an
+// orderId) without assigning a transaction id: call it before the
+// transaction's first write when the transaction has no row of its own to
+// lock, so the events of one key are published in commit order (see the
+// package doc). The lock is released at commit or rollback.
+func LockKey(ctx context.Context, tx pgx.Tx, key string) error {
+	if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", key); err != nil {
+		return fmt.Errorf("outbox: lock key %s: %w", key, err)
+	}
+	return nil
 }
 
 // Committed tells the relay that a transaction which wrote events has

@@ -630,3 +630,27 @@ func TestLeaderSessionKilled(t *testing.T) {
 	cons.waitDistinct(t, 2)
 	cons.checkOrder(t, map[string][]string{orderID: want})
 }
+
+// LockKey must not give the transaction its id: the point is to wait for
+// the key before drawing one.
+func TestLockKeyDrawsNoTransactionID(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	err := pgx.BeginFunc(ctx, b.pool, func(tx pgx.Tx) error {
+		if err := outbox.LockKey(ctx, tx, uuid.NewString()); err != nil {
+			return err
+		}
+		var assigned bool
+		if err := tx.QueryRow(ctx, "SELECT pg_current_xact_id_if_assigned() IS NOT NULL").Scan(&assigned); err != nil {
+			return err
+		}
+		if assigned {
+			t.Error("LockKey assigned a transaction id")
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
