@@ -11,11 +11,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/orderflow/orderflow/internal/kafkatest"
 	"github.com/orderflow/orderflow/internal/pgtest"
 	"github.com/orderflow/orderflow/pkg/events/contract"
+	"github.com/orderflow/orderflow/pkg/postgres"
 )
 
 // TestRun runs the whole service: database creation and migrations, the
@@ -45,8 +47,8 @@ func TestRun(t *testing.T) {
 		case err := <-done:
 			stopped = true
 			return err
-		case <-time.After(30 * time.Second):
-			t.Fatal("Run did not return 30s after its context was cancelled")
+		case <-time.After(10 * time.Second):
+			t.Fatal("Run did not return 10s after its context was cancelled")
 			return nil
 		}
 	}
@@ -139,4 +141,72 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// With no broker at all, the service still starts, takes orders (201) and
+// keeps their events in the outbox; /readyz says why it is not ready.
+func TestRunWithBrokerDown(t *testing.T) {
+	t.Parallel()
+	u, err := url.Parse(pgtest.NewDatabase(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := Config{
+		HTTPAddr:    freeAddr(t),
+		PostgresURL: pgtest.ServerURL(),
+		Database:    strings.TrimPrefix(u.Path, "/"),
+		MaxConns:    4,
+		Brokers:     []string{freeAddr(t)}, // nothing listens there
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- Run(ctx, cfg, slog.New(slog.NewTextHandler(t.Output(), nil))) }()
+	base := "http://" + cfg.HTTPAddr
+	var resp response
+	waitFor(t, 30*time.Second, "POST /orders answered", func() bool {
+		if _, err := http.Get(base + "/healthz"); err != nil {
+			return false
+		}
+		resp = do(t, http.MethodPost, base+"/orders", validBody, nil)
+		return true
+	})
+	if resp.status != http.StatusCreated {
+		t.Fatalf("POST with the broker down: %d %s", resp.status, resp.body)
+	}
+	ready, err := http.Get(base + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ready.Body.Close()
+	if ready.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("/readyz with the broker down = %d, want 503", ready.StatusCode)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not stop within 10s with the broker down")
+	}
+	pool := mustPool(t, pgtest.ServerURL(), cfg.Database)
+	var n int
+	if err := pool.QueryRow(context.Background(), "SELECT count(*) FROM outbox").Scan(&n); err != nil || n != 1 {
+		t.Fatalf("outbox holds %d rows (%v), want the order's event waiting", n, err)
+	}
+}
+
+func mustPool(t *testing.T, serverURL, database string) *pgxpool.Pool {
+	t.Helper()
+	dbURL, err := postgres.DatabaseURL(serverURL, database)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool, err := postgres.Connect(context.Background(), dbURL, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	return pool
 }
