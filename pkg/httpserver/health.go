@@ -39,7 +39,7 @@ type Health struct {
 // whose readiness checks are checks.
 func NewHealth(g prometheus.Gatherer, checks ...Check) *Health {
 	return &Health{
-		checks:  append([]Check(nil), checks...),
+		checks: append([]Check(nil), checks...),
 		// ContinueOnError: a collector that cannot read (the outbox backlog
 		// while the database is down) must not blank every other series.
 		metrics: promhttp.HandlerFor(g, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError}),

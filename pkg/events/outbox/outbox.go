@@ -106,8 +106,8 @@ type Outbox struct {
 	source  string // ce_source
 	metrics *metrics
 
-	committed chan struct{} // Committed → relay, capacity 1
-	leader    atomic.Bool   // this process's relay holds the lease
+	committed chan struct{}              // Committed → relay, capacity 1
+	leader    atomic.Bool                // this process's relay holds the lease
 	pinger    atomic.Pointer[kgo.Client] // for Ready, while Run runs
 	polls     atomic.Int64               // batches read, for tests
 

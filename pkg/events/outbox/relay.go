@@ -132,7 +132,7 @@ func (o *Outbox) term(ctx context.Context, l *lease, localWake <-chan struct{}) 
 // dedicated connection, which also LISTENs for wake-ups.
 type lease struct {
 	conn *pgx.Conn
-	pid  uint32 // the lock-holding backend, to fence cursor updates
+	pid  uint32        // the lock-holding backend, to fence cursor updates
 	wake chan struct{} // a NOTIFY arrived
 	lost chan struct{} // closed when the connection, and so the lock, is gone
 	stop context.CancelFunc
