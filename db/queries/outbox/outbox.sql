@@ -5,18 +5,21 @@
 INSERT INTO outbox (event_id, topic, key, event_type, payload, correlation_id, traceparent, occurred_at)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8);
 
--- name: Cursor :one
-SELECT txid::text AS txid, id FROM outbox_cursor;
-
 -- name: PendingBatch :many
--- Rows after the cursor whose transactions, and every older one, have
--- ended: that set can no longer grow below the cursor, so nothing is
--- skipped, and (txid, id) order puts an order's events in commit order.
-SELECT id, txid::text AS txid, event_id, topic, key, event_type, payload, correlation_id, traceparent, occurred_at
+-- The rows after the cursor whose transactions, and every older one, have
+-- ended: that set can no longer grow behind the cursor, so nothing is
+-- skipped. Each row carries the cursor it was read after, for the
+-- compare-and-set that advances it (one round trip, not two). The cursor is
+-- read in sub-selects, not a join: a join's row estimate for the one-row
+-- table made the planner cost the scan high enough to JIT-compile it.
+SELECT id, txid::text AS txid, event_id, topic, key, event_type, payload,
+       correlation_id, traceparent, occurred_at,
+       (SELECT c.txid::text FROM outbox_cursor c) AS cursor_txid,
+       (SELECT c.id FROM outbox_cursor c) AS cursor_id
 FROM outbox
-WHERE (txid, id) > ((@after_txid::text)::xid8, @after_id::bigint)
-  AND txid < pg_snapshot_xmin(pg_current_snapshot())
-ORDER BY outbox.txid, outbox.id -- the column, not the text alias above: index order
+WHERE (outbox.txid, outbox.id) > (SELECT c.txid, c.id FROM outbox_cursor c)
+  AND outbox.txid < pg_snapshot_xmin(pg_current_snapshot())
+ORDER BY outbox.txid, outbox.id -- the columns, not the text alias: index order
 LIMIT @batch_size;
 
 -- name: AdvanceCursor :execrows

@@ -100,11 +100,12 @@ func (c *Config) setDefaults() {
 
 // Outbox is one service's outbox: its writer and its relay.
 type Outbox struct {
-	pool    *pgxpool.Pool
-	cfg     Config
-	log     *slog.Logger
-	source  string // ce_source
-	metrics *metrics
+	pool      *pgxpool.Pool // the service's: Write runs in its transactions
+	relayPool *pgxpool.Pool // the relay's own, set by Run before its goroutines start
+	cfg       Config
+	log       *slog.Logger
+	source    string // ce_source
+	metrics   *metrics
 
 	committed chan struct{}              // Committed → relay, capacity 1
 	leader    atomic.Bool                // this process's relay holds the lease

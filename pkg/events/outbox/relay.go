@@ -10,6 +10,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"golang.org/x/sync/errgroup"
 
@@ -47,6 +48,17 @@ func (o *Outbox) Run(ctx context.Context) error {
 	o.pinger.Store(pinger)
 	defer pinger.Close()
 
+	// The relay's own connections: behind a busy service pool, its batches
+	// would queue with the requests and add their wait to every event.
+	pcfg := o.pool.Config().Copy()
+	pcfg.MaxConns, pcfg.MinConns = 2, 0
+	rpool, err := pgxpool.NewWithConfig(ctx, pcfg)
+	if err != nil {
+		return fmt.Errorf("relay pool: %w", err)
+	}
+	defer rpool.Close()
+	o.relayPool = rpool
+
 	localWake := make(chan struct{}, 1)
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return o.forwardCommits(ctx, localWake) })
@@ -71,7 +83,7 @@ func (o *Outbox) forwardCommits(ctx context.Context, localWake chan<- struct{}) 
 			}
 			continue
 		}
-		if _, err := o.pool.Exec(ctx, "SELECT pg_notify($1, '')", notifyChannel); err != nil && ctx.Err() == nil {
+		if _, err := o.relayPool.Exec(ctx, "SELECT pg_notify($1, '')", notifyChannel); err != nil && ctx.Err() == nil {
 			o.log.Warn("notify relay leader", "err", err) // the leader's poll still finds the rows
 		}
 		select {
@@ -288,15 +300,9 @@ func (o *Outbox) publishWhileLeader(ctx context.Context, p *producer, l *lease, 
 // publishBatch publishes the next rows after the cursor and advances it
 // past the acked ones. It returns how many rows it took.
 func (o *Outbox) publishBatch(ctx context.Context, p *producer, l *lease) (int, error) {
-	q := outboxdb.New(o.pool)
-	// Read every batch, not once per term: a replay may have moved it back.
-	cur, err := q.Cursor(ctx)
-	if err != nil {
-		return 0, fmt.Errorf("read outbox cursor: %w", err)
-	}
-	rows, err := q.PendingBatch(ctx, outboxdb.PendingBatchParams{
-		AfterTxid: cur.Txid, AfterID: cur.ID, BatchSize: int32(o.cfg.BatchSize),
-	})
+	q := outboxdb.New(o.relayPool)
+	// The cursor is read with every batch, not kept: a replay may move it.
+	rows, err := q.PendingBatch(ctx, int32(o.cfg.BatchSize))
 	if err != nil {
 		return 0, fmt.Errorf("read outbox: %w", err)
 	}
@@ -314,7 +320,7 @@ func (o *Outbox) publishBatch(ctx context.Context, p *producer, l *lease) (int, 
 		mctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		last := rows[acked-1]
 		moved, err := q.AdvanceCursor(mctx, outboxdb.AdvanceCursorParams{
-			ToTxid: last.Txid, ToID: last.ID, FromTxid: cur.Txid, FromID: cur.ID, LeasePid: int32(l.pid),
+			ToTxid: last.Txid, ToID: last.ID, FromTxid: last.CursorTxid, FromID: last.CursorID, LeasePid: int32(l.pid),
 		})
 		cancel()
 		if err != nil {
@@ -336,7 +342,7 @@ func (o *Outbox) expire(ctx context.Context) error {
 		if !o.leader.Load() {
 			continue
 		}
-		n, err := DeleteExpired(ctx, o.pool, time.Now().Add(-o.cfg.Retention))
+		n, err := DeleteExpired(ctx, o.relayPool, time.Now().Add(-o.cfg.Retention))
 		if err != nil && ctx.Err() == nil {
 			o.log.Warn("outbox retention", "err", err)
 		} else if n > 0 {
