@@ -56,3 +56,12 @@ LIMIT 1;
 UPDATE outbox_cursor
 SET txid = (@to_txid::text)::xid8, id = @to_id::bigint, updated_at = now()
 WHERE (txid, id) > ((@to_txid::text)::xid8, @to_id::bigint);
+
+-- name: HeldBack :one
+-- Whether committed rows wait behind a transaction still running: the relay
+-- then looks again soon instead of waiting for a wake-up that may not come.
+SELECT EXISTS (
+    SELECT 1 FROM outbox
+    WHERE (outbox.txid, outbox.id) > (SELECT c.txid, c.id FROM outbox_cursor c)
+      AND outbox.txid >= pg_snapshot_xmin(pg_current_snapshot())
+)::bool AS held_back;

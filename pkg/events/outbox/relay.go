@@ -246,7 +246,7 @@ func (l *lease) release() {
 func (o *Outbox) publishWhileLeader(ctx context.Context, p *producer, l *lease, localWake <-chan struct{}) error {
 	o.leader.Store(true)
 	defer o.leader.Store(false)
-	poll, backoff := o.cfg.MinPoll, time.Duration(0)
+	poll, backoff, held := o.cfg.MinPoll, time.Duration(0), time.Duration(0)
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	for {
@@ -271,10 +271,18 @@ func (o *Outbox) publishWhileLeader(ctx context.Context, p *producer, l *lease, 
 		} else {
 			backoff = 0
 			if n > 0 {
-				poll = o.cfg.MinPoll
+				poll, held = o.cfg.MinPoll, 0
 				continue // more may be waiting
 			}
-			timer.Reset(poll)
+			if o.heldBack(ctx) {
+				// Committed rows wait for an older transaction to end;
+				// its end wakes nobody, so look again soon.
+				held = min(max(2*held, time.Millisecond), 100*time.Millisecond)
+				timer.Reset(held)
+			} else {
+				held = 0
+				timer.Reset(poll)
+			}
 		}
 		select {
 		case <-ctx.Done():
@@ -286,7 +294,9 @@ func (o *Outbox) publishWhileLeader(ctx context.Context, p *producer, l *lease, 
 		case <-l.wake:
 			poll = o.cfg.MinPoll
 		case <-timer.C:
-			poll = min(2*poll, o.cfg.MaxPoll)
+			if held == 0 {
+				poll = min(2*poll, o.cfg.MaxPoll)
+			}
 		}
 		if !timer.Stop() {
 			select {
@@ -332,6 +342,13 @@ func (o *Outbox) publishBatch(ctx context.Context, p *producer, l *lease) (int, 
 		o.metrics.countPublished(rows[:acked])
 	}
 	return len(rows), pubErr
+}
+
+// heldBack reports whether committed rows wait behind a running
+// transaction; on error it says no, and the normal poll takes over.
+func (o *Outbox) heldBack(ctx context.Context) bool {
+	held, err := outboxdb.New(o.relayPool).HeldBack(ctx)
+	return err == nil && held
 }
 
 // expire deletes published rows older than the retention, in batches, while

@@ -104,6 +104,23 @@ func (q *Queries) FirstSince(ctx context.Context, since time.Time) (FirstSinceRo
 	return i, err
 }
 
+const heldBack = `-- name: HeldBack :one
+SELECT EXISTS (
+    SELECT 1 FROM outbox
+    WHERE (outbox.txid, outbox.id) > (SELECT c.txid, c.id FROM outbox_cursor c)
+      AND outbox.txid >= pg_snapshot_xmin(pg_current_snapshot())
+)::bool AS held_back
+`
+
+// Whether committed rows wait behind a transaction still running: the relay
+// then looks again soon instead of waiting for a wake-up that may not come.
+func (q *Queries) HeldBack(ctx context.Context) (bool, error) {
+	row := q.db.QueryRow(ctx, heldBack)
+	var held_back bool
+	err := row.Scan(&held_back)
+	return held_back, err
+}
+
 const insertEvent = `-- name: InsertEvent :exec
 
 INSERT INTO outbox (event_id, topic, key, event_type, payload, correlation_id, traceparent, occurred_at)
