@@ -277,7 +277,7 @@ func (o *Outbox) publishWhileLeader(ctx context.Context, p *producer, l *lease, 
 			if o.heldBack(ctx) {
 				// Committed rows wait for an older transaction to end;
 				// its end wakes nobody, so look again soon.
-				held = min(max(2*held, time.Millisecond), 100*time.Millisecond)
+				held = min(max(2*held, 5*time.Millisecond), 100*time.Millisecond)
 				timer.Reset(held)
 			} else {
 				held = 0
