@@ -91,12 +91,9 @@ func decodeOrderRequest(body []byte) (orderRequest, []httpserver.FieldError, err
 	if top == nil {
 		return req, nil, errors.New("the body must be a JSON object, not null")
 	}
-	if err := unknownFields(top, orderFields, ""); err != nil {
-		return req, nil, err
-	}
-
 	var errs []httpserver.FieldError
 	bad := func(field, msg string) { errs = append(errs, httpserver.FieldError{Field: field, Message: msg}) }
+	unknownFields(top, orderFields, "", bad)
 
 	var ok bool
 	if req.CustomerID, ok = decodeString(top["customerId"]); !ok {
@@ -118,11 +115,7 @@ func decodeOrderRequest(body []byte) (orderRequest, []httpserver.FieldError, err
 		bad("items", fmt.Sprintf("must hold %d to %d items", minItems, maxItems))
 	}
 	for i, raw := range rawItems {
-		it, err := decodeItem(raw, "items["+strconv.Itoa(i)+"]", bad)
-		if err != nil {
-			return orderRequest{}, nil, err
-		}
-		req.Items = append(req.Items, it)
+		req.Items = append(req.Items, decodeItem(raw, "items["+strconv.Itoa(i)+"]", bad))
 	}
 
 	if req.Currency, ok = decodeString(top["currency"]); !ok {
@@ -141,16 +134,14 @@ func decodeOrderRequest(body []byte) (orderRequest, []httpserver.FieldError, err
 }
 
 // decodeItem decodes items[i]; field errors go to bad, named under path.
-func decodeItem(raw json.RawMessage, path string, bad func(field, msg string)) (orderItem, error) {
+func decodeItem(raw json.RawMessage, path string, bad func(field, msg string)) orderItem {
 	var it orderItem
 	var m map[string]json.RawMessage
 	if err := json.Unmarshal(raw, &m); err != nil || m == nil {
 		bad(path, "must be an object")
-		return it, nil
+		return it
 	}
-	if err := unknownFields(m, itemFields, path+"."); err != nil {
-		return it, err
-	}
+	unknownFields(m, itemFields, path+".", bad)
 	var ok bool
 	if it.SKU, ok = decodeString(m["sku"]); !ok {
 		bad(path+".sku", "must be a string")
@@ -163,23 +154,23 @@ func decodeItem(raw json.RawMessage, path string, bad func(field, msg string)) (
 	if it.UnitPriceCents, ok = decodeInt(m["unitPriceCents"]); !ok || it.UnitPriceCents < minUnitPriceCents || it.UnitPriceCents > maxUnitPriceCents {
 		bad(path+".unitPriceCents", fmt.Sprintf("must be an integer from %d to %d", minUnitPriceCents, maxUnitPriceCents))
 	}
-	return it, nil
+	return it
 }
 
-// unknownFields rejects keys not in known. Keys match exactly, unlike
-// encoding/json's case-insensitive struct matching.
-func unknownFields(m map[string]json.RawMessage, known []string, prefix string) error {
+// unknownFields reports each key not in known, in sorted order. Keys match
+// exactly, unlike encoding/json's case-insensitive struct matching: a
+// misspelt field must not be silently ignored.
+func unknownFields(m map[string]json.RawMessage, known []string, prefix string, bad func(field, msg string)) {
 	var unknown []string
 	for k := range m {
 		if !slices.Contains(known, k) {
 			unknown = append(unknown, k)
 		}
 	}
-	if len(unknown) == 0 {
-		return nil
-	}
 	slices.Sort(unknown)
-	return fmt.Errorf("unknown field %q", prefix+unknown[0])
+	for _, k := range unknown {
+		bad(prefix+k, "is not a known field")
+	}
 }
 
 // decodeString decodes a JSON string; a missing or null field is "".
