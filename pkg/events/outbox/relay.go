@@ -52,6 +52,11 @@ func (o *Outbox) Run(ctx context.Context) error {
 	// would queue with the requests and add their wait to every event.
 	pcfg := o.pool.Config().Copy()
 	pcfg.MaxConns, pcfg.MinConns = 2, 0
+	// Its writes are cursor moves and retention deletes: losing the last
+	// ones in a server crash only re-publishes events (same eventIds) or
+	// deletes later, so they need not wait for the WAL flush, and the next
+	// batch starts sooner.
+	pcfg.ConnConfig.RuntimeParams["synchronous_commit"] = "off"
 	rpool, err := pgxpool.NewWithConfig(ctx, pcfg)
 	if err != nil {
 		return fmt.Errorf("relay pool: %w", err)
