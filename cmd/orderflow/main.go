@@ -18,7 +18,7 @@ func main() {
 	defer stop()
 	// After the first Ctrl-C, stop catching: a second one kills at once.
 	context.AfterFunc(ctx, stop)
-	if err := devstack.Run(ctx, os.Stdout); err != nil {
+	if err := devstack.Run(ctx, os.Stdout, devstack.Options{}); err != nil {
 		fmt.Fprintln(os.Stderr, "orderflow:", err)
 		os.Exit(1)
 	}

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"time"
@@ -26,10 +27,27 @@ const EmbeddedAddr = "127.0.0.1:9092"
 // DataDir holds the embedded broker's data (and later, mail files).
 const DataDir = ".data"
 
+// Options adjust the stack; the zero value is what `make run` runs.
+type Options struct {
+	KafkaAddr string               // the embedded broker's address; default EmbeddedAddr
+	DataDir   string               // default DataDir
+	Orders    func(*orders.Config) // adjusts orders' config after the environment's
+	Logs      io.Writer            // default os.Stderr
+}
+
 // Run starts the stack and blocks until ctx is done, then stops every
 // service and the broker; nothing accepted is lost (unpublished outbox rows
 // wait in PostgreSQL for the next start).
-func Run(ctx context.Context, out io.Writer) error {
+func Run(ctx context.Context, out io.Writer, opts Options) error {
+	if opts.KafkaAddr == "" {
+		opts.KafkaAddr = EmbeddedAddr
+	}
+	if opts.DataDir == "" {
+		opts.DataDir = DataDir
+	}
+	if opts.Logs == nil {
+		opts.Logs = os.Stderr
+	}
 	env := config.FromEnv()
 	level := env.LogLevel("LOG_LEVEL", "info")
 	format := env.OneOf("LOG_FORMAT", "json", "json", "text")
@@ -37,24 +55,27 @@ func Run(ctx context.Context, out io.Writer) error {
 	if err := env.Err(); err != nil {
 		return err
 	}
-	logger := func(service string) *slog.Logger { return config.NewLogger(os.Stderr, service, level, format) }
+	logger := func(service string) *slog.Logger { return config.NewLogger(opts.Logs, service, level, format) }
 	log := logger("devstack")
 
 	if len(brokers) == 0 {
-		dir := filepath.Join(DataDir, "kafka")
-		b, err := kafka.StartEmbedded(EmbeddedAddr, dir)
+		dir := filepath.Join(opts.DataDir, "kafka")
+		b, err := kafka.StartEmbedded(opts.KafkaAddr, dir)
 		if err != nil {
-			return fmt.Errorf("%w (is another `make run` or a Kafka on 9092 running? set KAFKA_BROKERS to use it)", err)
+			return fmt.Errorf("%w (is another `make run` or a Kafka on %s running? set KAFKA_BROKERS to use it)", err, opts.KafkaAddr)
 		}
 		defer b.Close() // after the services stopped: persists its state
 		brokers = b.Addrs()
-		log.Info("embedded kafka broker started", "addr", EmbeddedAddr, "data", dir)
+		log.Info("embedded kafka broker started", "addr", brokers[0], "data", dir)
 	}
 	ordersCfg, err := orders.ConfigFromEnv()
 	if err != nil {
 		return err
 	}
 	ordersCfg.Brokers = brokers
+	if opts.Orders != nil {
+		opts.Orders(&ordersCfg)
+	}
 
 	g, gctx := errgroup.WithContext(ctx)
 	// Not a precondition: with the broker down, orders still takes orders
@@ -72,15 +93,19 @@ func Run(ctx context.Context, out io.Writer) error {
 }
 
 func printBanner(out io.Writer, ordersAddr string, brokers []string) {
+	base := "localhost" + ordersAddr
+	if host, port, err := net.SplitHostPort(ordersAddr); err == nil && host != "" && host != "0.0.0.0" && host != "::" {
+		base = net.JoinHostPort(host, port)
+	}
 	fmt.Fprintf(out, `
 Orderflow is running (Ctrl-C stops it).
-  orders   http://localhost%s   (GET /healthz /readyz /metrics)
-  kafka    %v
+  orders   http://%[1]s   (GET /healthz /readyz /metrics)
+  kafka    %[2]v
 
 Place an order:
-  curl -si localhost%s/orders -H 'Content-Type: application/json' -d '{"customerId":"c-42","email":"ada@example.com","items":[{"sku":"book-1","quantity":2,"unitPriceCents":1250}],"currency":"EUR","paymentToken":"tok_visa"}'
+  curl -si %[1]s/orders -H 'Content-Type: application/json' -d '{"customerId":"c-42","email":"ada@example.com","items":[{"sku":"book-1","quantity":2,"unitPriceCents":1250}],"currency":"EUR","paymentToken":"tok_visa"}'
 Then follow it:
-  curl -s localhost%s/orders/<id>
+  curl -s %[1]s/orders/<id>
 
-`, ordersAddr, brokers, ordersAddr, ordersAddr)
+`, base, brokers)
 }

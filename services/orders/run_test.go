@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/orderflow/orderflow/internal/kafkatest"
 	"github.com/orderflow/orderflow/internal/pgtest"
+	"github.com/orderflow/orderflow/internal/testenv"
 	"github.com/orderflow/orderflow/pkg/events/contract"
 	"github.com/orderflow/orderflow/pkg/postgres"
 )
@@ -31,7 +31,7 @@ func TestRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := Config{
-		HTTPAddr:    freeAddr(t),
+		HTTPAddr:    testenv.FreeAddr(t),
 		PostgresURL: pgtest.ServerURL(),
 		Database:    strings.TrimPrefix(u.Path, "/"),
 		MaxConns:    4,
@@ -59,7 +59,7 @@ func TestRun(t *testing.T) {
 	})
 	base := "http://" + cfg.HTTPAddr
 
-	waitFor(t, 30*time.Second, "readyz 200", func() bool {
+	testenv.WaitFor(t, 30*time.Second, "readyz 200", func() bool {
 		select {
 		case err := <-done:
 			t.Fatalf("Run returned early: %v", err)
@@ -121,28 +121,6 @@ func TestRun(t *testing.T) {
 	}
 }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // With no broker at all, the service still starts, takes orders (201) and
 // keeps their events in the outbox; /readyz says why it is not ready.
 func TestRunWithBrokerDown(t *testing.T) {
@@ -152,18 +130,18 @@ func TestRunWithBrokerDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := Config{
-		HTTPAddr:    freeAddr(t),
+		HTTPAddr:    testenv.FreeAddr(t),
 		PostgresURL: pgtest.ServerURL(),
 		Database:    strings.TrimPrefix(u.Path, "/"),
 		MaxConns:    4,
-		Brokers:     []string{freeAddr(t)}, // nothing listens there
+		Brokers:     []string{testenv.FreeAddr(t)}, // nothing listens there
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- Run(ctx, cfg, slog.New(slog.NewTextHandler(t.Output(), nil))) }()
 	base := "http://" + cfg.HTTPAddr
 	var resp response
-	waitFor(t, 30*time.Second, "POST /orders answered", func() bool {
+	testenv.WaitFor(t, 30*time.Second, "POST /orders answered", func() bool {
 		if _, err := http.Get(base + "/healthz"); err != nil {
 			return false
 		}
@@ -182,14 +160,7 @@ func TestRunWithBrokerDown(t *testing.T) {
 		t.Errorf("/readyz with the broker down = %d, want 503", ready.StatusCode)
 	}
 	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("Run: %v", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("Run did not stop within 10s with the broker down")
-	}
+	testenv.Stopped(t, done, 10*time.Second) // with the broker down, too
 	pool := mustPool(t, pgtest.ServerURL(), cfg.Database)
 	var n int
 	if err := pool.QueryRow(context.Background(), "SELECT count(*) FROM outbox").Scan(&n); err != nil || n != 1 {

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -22,6 +21,7 @@ import (
 
 	"github.com/orderflow/orderflow/internal/kafkatest"
 	"github.com/orderflow/orderflow/internal/pgtest"
+	"github.com/orderflow/orderflow/internal/testenv"
 	"github.com/orderflow/orderflow/pkg/events/contract"
 	"github.com/orderflow/orderflow/pkg/events/correlation"
 	"github.com/orderflow/orderflow/pkg/events/kafka"
@@ -523,17 +523,6 @@ func TestRetentionAndReplay(t *testing.T) {
 	}
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // The broker process stops (not a fault: its port is closed) while orders
 // keep committing, then restarts from its data directory: everything
 // written before, during and after arrives, in order.
@@ -547,7 +536,7 @@ func TestBrokerStoppedAndRestarted(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	addr := freeAddr(t)
+	addr := testenv.FreeAddr(t)
 	broker, err := kafka.StartEmbedded(addr, dir)
 	if err != nil {
 		t.Fatal(err)
@@ -588,15 +577,6 @@ func TestBrokerStoppedAndRestarted(t *testing.T) {
 	c.waitDistinct(t, len(want))
 	c.checkOrder(t, map[string][]string{orderID: want})
 	waitFor(t, "backlog drained", func() bool { return pending(t, pool) == 0 })
-}
-
-func freeAddr(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 // The leader's database session is killed (as when its host vanishes): it
@@ -655,4 +635,9 @@ func TestLockKeyDrawsNoTransactionID(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	testenv.WaitFor(t, 30*time.Second, what, cond)
 }
