@@ -23,13 +23,12 @@ ORDER BY outbox.txid, outbox.id -- the columns, not the text alias: index order
 LIMIT @batch_size;
 
 -- name: AdvanceCursor :execrows
--- Compare-and-set: a replay that moved the cursor back meanwhile wins. And
--- fenced: only while the relay's lease session still holds its lock, so a
--- deposed leader cannot move the cursor.
+-- Compare-and-set from the cursor the batch was read after: if a replay, or
+-- another leader after a takeover, moved it meanwhile, this update does
+-- nothing, so the cursor only ever moves past rows that were published.
 UPDATE outbox_cursor
 SET txid = (@to_txid::text)::xid8, id = @to_id::bigint, updated_at = now()
-WHERE txid = (@from_txid::text)::xid8 AND id = @from_id::bigint
-  AND outbox_lease_held(@lease_pid::int);
+WHERE txid = (@from_txid::text)::xid8 AND id = @from_id::bigint;
 
 -- name: Backlog :one
 SELECT count(*)::bigint AS pending,

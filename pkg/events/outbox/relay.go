@@ -26,8 +26,9 @@ const notifyChannel = "orderflow_outbox"
 // commits (DESIGN "Hard parts"). The fallback poll starts at minPoll after
 // activity and doubles up to Config.MaxPoll while idle.
 const (
-	notifyEvery = 5 * time.Millisecond
-	maxBackoff  = 5 * time.Second
+	notifyEvery      = 5 * time.Millisecond
+	recheckAfterWake = 20 * time.Millisecond
+	maxBackoff       = 5 * time.Second
 )
 
 var (
@@ -203,7 +204,7 @@ func (o *Outbox) tryAcquire(ctx context.Context) (*lease, error) {
 		return nil, fmt.Errorf("listen: %w", err)
 	}
 	wctx, stop := context.WithCancel(ctx)
-	l := &lease{conn: conn, pid: conn.PgConn().PID(), wake: make(chan struct{}, 1), lost: make(chan struct{}), stop: stop, done: make(chan struct{})}
+	l := &lease{conn: conn, wake: make(chan struct{}, 1), lost: make(chan struct{}), stop: stop, done: make(chan struct{})}
 	go l.watch(wctx)
 	return l, nil
 }
@@ -252,6 +253,7 @@ func (o *Outbox) publishWhileLeader(ctx context.Context, p *producer, l *lease, 
 	o.leader.Store(true)
 	defer o.leader.Store(false)
 	poll, backoff, held := o.cfg.MinPoll, time.Duration(0), time.Duration(0)
+	woken := false // the last batch was read because of a wake-up
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	for {
@@ -260,7 +262,7 @@ func (o *Outbox) publishWhileLeader(ctx context.Context, p *producer, l *lease, 
 			return errLeaseLost
 		default:
 		}
-		n, err := o.publishBatch(ctx, p, l)
+		n, err := o.publishBatch(ctx, p)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
@@ -279,12 +281,18 @@ func (o *Outbox) publishWhileLeader(ctx context.Context, p *producer, l *lease, 
 				poll, held = o.cfg.MinPoll, 0
 				continue // more may be waiting
 			}
-			if o.heldBack(ctx) {
-				// Committed rows wait for an older transaction to end;
-				// its end wakes nobody, so look again soon.
+			switch {
+			case woken:
+				// Something committed but is not visible to the relay yet,
+				// or waits behind an older transaction: look again soon,
+				// without a query per wake-up while commits keep coming.
+				timer.Reset(min(poll, recheckAfterWake))
+			case o.heldBack(ctx):
+				// Committed rows wait for an older transaction to end; its
+				// end wakes nobody, so keep looking, backing off.
 				held = min(max(2*held, 5*time.Millisecond), 100*time.Millisecond)
 				timer.Reset(held)
-			} else {
+			default:
 				held = 0
 				timer.Reset(poll)
 			}
@@ -295,10 +303,11 @@ func (o *Outbox) publishWhileLeader(ctx context.Context, p *producer, l *lease, 
 		case <-l.lost:
 			return errLeaseLost
 		case <-localWake:
-			poll = o.cfg.MinPoll
+			poll, woken = o.cfg.MinPoll, true
 		case <-l.wake:
-			poll = o.cfg.MinPoll
+			poll, woken = o.cfg.MinPoll, true
 		case <-timer.C:
+			woken = false
 			if held == 0 {
 				poll = min(2*poll, o.cfg.MaxPoll)
 			}
@@ -314,7 +323,7 @@ func (o *Outbox) publishWhileLeader(ctx context.Context, p *producer, l *lease, 
 
 // publishBatch publishes the next rows after the cursor and advances it
 // past the acked ones. It returns how many rows it took.
-func (o *Outbox) publishBatch(ctx context.Context, p *producer, l *lease) (int, error) {
+func (o *Outbox) publishBatch(ctx context.Context, p *producer) (int, error) {
 	q := outboxdb.New(o.relayPool)
 	// The cursor is read with every batch, not kept: a replay may move it.
 	rows, err := q.PendingBatch(ctx, int32(o.cfg.BatchSize))
@@ -335,14 +344,14 @@ func (o *Outbox) publishBatch(ctx context.Context, p *producer, l *lease) (int, 
 		mctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		last := rows[acked-1]
 		moved, err := q.AdvanceCursor(mctx, outboxdb.AdvanceCursorParams{
-			ToTxid: last.Txid, ToID: last.ID, FromTxid: last.CursorTxid, FromID: last.CursorID, LeasePid: int32(l.pid),
+			ToTxid: last.Txid, ToID: last.ID, FromTxid: last.CursorTxid, FromID: last.CursorID,
 		})
 		cancel()
 		if err != nil {
 			return len(rows), fmt.Errorf("advance outbox cursor past %d rows: %w", acked, err)
 		}
 		if moved == 0 {
-			o.log.Info("outbox cursor not advanced: a replay moved it, or this relay lost its lease")
+			o.log.Info("outbox cursor not advanced: a replay or another leader moved it")
 		}
 		o.metrics.countPublished(rows[:acked])
 	}

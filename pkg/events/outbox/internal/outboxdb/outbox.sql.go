@@ -16,7 +16,6 @@ const advanceCursor = `-- name: AdvanceCursor :execrows
 UPDATE outbox_cursor
 SET txid = ($1::text)::xid8, id = $2::bigint, updated_at = now()
 WHERE txid = ($3::text)::xid8 AND id = $4::bigint
-  AND outbox_lease_held($5::int)
 `
 
 type AdvanceCursorParams struct {
@@ -24,19 +23,17 @@ type AdvanceCursorParams struct {
 	ToID     int64
 	FromTxid string
 	FromID   int64
-	LeasePid int32
 }
 
-// Compare-and-set: a replay that moved the cursor back meanwhile wins. And
-// fenced: only while the relay's lease session still holds its lock, so a
-// deposed leader cannot move the cursor.
+// Compare-and-set from the cursor the batch was read after: if a replay, or
+// another leader after a takeover, moved it meanwhile, this update does
+// nothing, so the cursor only ever moves past rows that were published.
 func (q *Queries) AdvanceCursor(ctx context.Context, arg AdvanceCursorParams) (int64, error) {
 	result, err := q.db.Exec(ctx, advanceCursor,
 		arg.ToTxid,
 		arg.ToID,
 		arg.FromTxid,
 		arg.FromID,
-		arg.LeasePid,
 	)
 	if err != nil {
 		return 0, err
