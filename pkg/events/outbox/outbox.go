@@ -25,8 +25,9 @@
 //   - One relay publishes at a time: instances compete for a session
 //     advisory lock on a dedicated connection (with short server-side TCP
 //     keepalives, so a vanished host frees it within seconds). Each
-//     leadership term has its own producer, dropped when the lease is lost,
-//     and the cursor only moves while the lock is held.
+//     leadership term has its own producer, dropped when the lease is lost;
+//     the cursor moves by compare-and-set from the position a batch was read
+//     after, so a deposed leader can never move it past unpublished rows.
 //   - A crash between the broker's ack and the cursor update only
 //     re-publishes the same eventIds; consumers deduplicate by eventId.
 //
