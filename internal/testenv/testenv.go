@@ -4,6 +4,7 @@
 package testenv
 
 import (
+	"context"
 	"net"
 	"testing"
 	"time"
@@ -45,3 +46,40 @@ func Stopped(t testing.TB, done <-chan error, d time.Duration) {
 		t.Fatalf("Run did not stop within %s", d)
 	}
 }
+
+// Running is a Run-like function started on a goroutine for a test.
+type Running struct {
+	cancel context.CancelFunc
+	done   chan error
+}
+
+// Start runs run until Halt is called or the test ends.
+func Start(t testing.TB, run func(context.Context) error) *Running {
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &Running{cancel: cancel, done: make(chan error, 1)}
+	go func() { r.done <- run(ctx) }()
+	t.Cleanup(func() { r.Halt(t) })
+	return r
+}
+
+// Stop cancels the run's context without waiting.
+func (r *Running) Stop() { r.cancel() }
+
+// Halt cancels the run and waits for it to return nil, failing t after
+// 20 s. Later calls return at once.
+func (r *Running) Halt(t testing.TB) {
+	t.Helper()
+	r.cancel()
+	select {
+	case err := <-r.done:
+		if err != nil {
+			t.Errorf("Run: %v", err)
+		}
+		r.done <- nil
+	case <-time.After(20 * time.Second):
+		t.Error("Run did not stop within 20 s")
+	}
+}
+
+// Done delivers the run's result once it has returned.
+func (r *Running) Done() <-chan error { return r.done }

@@ -51,31 +51,9 @@ func (b *bundle) newOutbox(t *testing.T, mod func(*outbox.Config)) *outbox.Outbo
 	return outbox.New(b.pool, cfg, b.log)
 }
 
-// relay runs o until stop is called or the test ends.
-type relay struct {
-	stop func()
-	done chan error
-}
-
-func startRelay(t *testing.T, o *outbox.Outbox) *relay {
-	ctx, cancel := context.WithCancel(context.Background())
-	r := &relay{stop: cancel, done: make(chan error, 1)}
-	go func() { r.done <- o.Run(ctx) }()
-	t.Cleanup(func() { r.halt(t) })
-	return r
-}
-
-func (r *relay) halt(t *testing.T) {
-	r.stop()
-	select {
-	case err := <-r.done:
-		if err != nil {
-			t.Errorf("relay: %v", err)
-		}
-		r.done <- nil // later halts return at once
-	case <-time.After(10 * time.Second):
-		t.Error("relay did not stop within 10s")
-	}
+// startRelay runs o's relay until halted or the test ends.
+func startRelay(t *testing.T, o *outbox.Outbox) *testenv.Running {
+	return testenv.Start(t, o.Run)
 }
 
 func placed(orderID string) *contract.OrderPlaced {
@@ -287,7 +265,7 @@ func TestThreeRelaysKeepPerOrderOrder(t *testing.T) {
 	c := consume(t, b.broker.Addrs, keys)
 
 	outboxes := make([]*outbox.Outbox, 3)
-	relays := make([]*relay, 3)
+	relays := make([]*testenv.Running, 3)
 	for i := range outboxes {
 		outboxes[i] = b.newOutbox(t, func(c *outbox.Config) { c.BatchSize = 500 })
 		relays[i] = startRelay(t, outboxes[i])
@@ -323,7 +301,7 @@ func TestThreeRelaysKeepPerOrderOrder(t *testing.T) {
 	killed := false
 	for i, o := range outboxes {
 		if o.Leader() {
-			relays[i].halt(t)
+			relays[i].Halt(t)
 			killed = true
 			break
 		}
@@ -384,7 +362,7 @@ func TestCrashBetweenAckAndMark(t *testing.T) {
 
 	first := startRelayWithHook(t, o)
 	<-first.crashed
-	first.halt(t)
+	first.Halt(t)
 	if n := pending(t, b.pool); n != 2 {
 		t.Fatalf("%d rows pending, want 2: the relay died before advancing its cursor", n)
 	}
@@ -402,7 +380,7 @@ func TestCrashBetweenAckAndMark(t *testing.T) {
 }
 
 type hookedRelay struct {
-	*relay
+	*testenv.Running
 	crashed chan struct{}
 }
 
@@ -413,10 +391,10 @@ func startRelayWithHook(t *testing.T, o *outbox.Outbox) *hookedRelay {
 	outbox.SetCrashAfterAck(o, func() bool {
 		<-started
 		once.Do(func() { close(h.crashed) })
-		h.stop() // the process is gone: it will never advance the cursor
+		h.Stop() // the process is gone: it will never advance the cursor
 		return true
 	})
-	h.relay = startRelay(t, o)
+	h.Running = startRelay(t, o)
 	close(started)
 	return h
 }
@@ -496,7 +474,7 @@ func TestRetentionAndReplay(t *testing.T) {
 	}
 	r := startRelay(t, o)
 	waitFor(t, "published", func() bool { return pending(t, b.pool) == 0 })
-	r.halt(t)
+	r.Halt(t)
 
 	n, err := outbox.DeleteExpired(ctx, b.pool, time.Now().Add(-7*24*time.Hour))
 	if err != nil || n != 1 {
@@ -563,7 +541,7 @@ func TestBrokerStoppedAndRestarted(t *testing.T) {
 	// The relay read the new rows and is stuck producing them.
 	waitFor(t, "the relay to try", func() bool { return outbox.Polls(o) > before })
 	// Shutting down while the broker is away is prompt and loses nothing.
-	r.halt(t)
+	r.Halt(t)
 	if n := pending(t, pool); n != 20 {
 		t.Fatalf("%d rows pending while the broker was down, want 20", n)
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/orderflow/orderflow/pkg/events/internal/clock"
 	"github.com/orderflow/orderflow/pkg/events/outbox/internal/outboxdb"
 )
 
@@ -117,7 +118,7 @@ func (o *Outbox) lead(ctx context.Context, localWake <-chan struct{}) error {
 			return nil
 		}
 		o.log.Warn("relay stopped leading", "err", err)
-		if !sleep(ctx, o.cfg.LeaseRetry) {
+		if !clock.Sleep(ctx, o.cfg.LeaseRetry) {
 			return nil
 		}
 	}
@@ -175,7 +176,7 @@ func (o *Outbox) acquire(ctx context.Context) (*lease, error) {
 		if err != nil && ctx.Err() == nil {
 			o.log.Warn("relay lease", "err", err)
 		}
-		if !sleep(ctx, o.cfg.LeaseRetry) {
+		if !clock.Sleep(ctx, o.cfg.LeaseRetry) {
 			return nil, ctx.Err()
 		}
 	}
@@ -271,7 +272,7 @@ func (o *Outbox) publishWhileLeader(ctx context.Context, p *producer, l *lease, 
 			o.log.Error("relay batch failed; will retry", "err", err, "retry_in", backoff)
 			// Commits do not cut a backoff short: retrying a failing batch
 			// on every order would only multiply duplicates.
-			if !sleep(ctx, backoff) {
+			if !clock.Sleep(ctx, backoff) {
 				return nil
 			}
 			continue
@@ -369,7 +370,7 @@ func (o *Outbox) heldBack(ctx context.Context) bool {
 // this instance leads.
 func (o *Outbox) expire(ctx context.Context) error {
 	every := min(o.cfg.Retention/10, time.Minute)
-	for sleep(ctx, every) {
+	for clock.Sleep(ctx, every) {
 		if !o.leader.Load() {
 			continue
 		}
@@ -438,18 +439,6 @@ func (o *Outbox) Ready(ctx context.Context) error {
 		return fmt.Errorf("kafka: %w", err)
 	}
 	return nil
-}
-
-// sleep waits d or until ctx is done, reporting whether ctx is still live.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }
 
 func mustSub(fsys fs.FS, dir string) fs.FS {

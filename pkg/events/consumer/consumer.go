@@ -1,0 +1,524 @@
+// Package consumer is the Kafka consumer runner every service uses: one
+// consumer group per service ("orderflow-<service>"), each assigned
+// partition handled by its own goroutine strictly in offset order, the
+// partitions concurrently, and each event applied inside a database
+// transaction together with its inbox row (package inbox).
+//
+// Per record:
+//   - Not JSON, an envelope without event, version (>= 1), eventId (a UUID)
+//     or orderId, or a known event that fails its JSON Schema: sent to
+//     "dlq.<service>" at once, without retries.
+//   - A valid envelope naming an event or version this build has no schema
+//     for: skipped and counted as result="skipped", not dead-lettered. It is
+//     taken to come from a newer producer (a new event type, or version 2
+//     beside version 1), which a consumer that does not know it has no
+//     business handling; dead-lettering it would fill the DLQ on every
+//     rollout in which producers upgrade first.
+//   - Otherwise a transaction is begun, the eventId claimed in the inbox; a
+//     duplicate rolls back and is counted (result="duplicate"), a fresh one
+//     runs the Handler in the same transaction and commits (result="ok").
+//     When the Handler fails, the transaction rolls back and the record is
+//     retried after an exponential backoff with full jitter, at most
+//     MaxAttempts times and while MaxRetryTime has not passed since the
+//     first attempt (result="retry" per failed attempt); then, or at once
+//     when the error wraps ErrPermanent, it is sent to the DLQ
+//     (result="dead"). Dead letters are the record unchanged (key, value,
+//     headers, timestamp) plus x-dlq-topic, x-dlq-partition, x-dlq-offset,
+//     x-dlq-error and x-dlq-attempts; the partition moves on only after the
+//     DLQ write was acknowledged.
+//
+// Guarantees:
+//   - An offset is committed only after its record's transaction committed,
+//     or its dead letter was acknowledged, or it was skipped. A crash in
+//     between redelivers the record and the inbox turns it into a
+//     duplicate: effects happen once per database, delivery is at least
+//     once.
+//   - Records of one partition are handled one at a time in offset order,
+//     also across retries; other partitions keep flowing meanwhile (backoff
+//     sleeps happen in the partition's goroutine).
+//   - On revocation (cooperative-sticky rebalancing, so only moving
+//     partitions stop) and on shutdown, each partition's goroutine finishes
+//     the record it is handling, abandons a pending retry (it is redelivered
+//     to the next owner), and the offsets of what is done are committed
+//     before the partition is released or the group left. Lost partitions
+//     (session expired) cancel the handler's context and commit nothing.
+//   - Run returns only after every goroutine it started has ended.
+//
+// How: the poll loop (with kgo.BlockRebalanceOnPoll, so assignments change
+// only between polls) appends each partition's records to that partition's
+// queue without ever blocking; a partition whose queue holds maxQueued
+// records has its fetching paused until its goroutine catches up, so a
+// partition stuck in retries neither stalls the others nor piles up memory.
+// Auto-commit is disabled; each partition's goroutine commits the offset
+// after the last record it finished (kgo CommitRecords) after every batch it
+// takes from its queue and when it stops, so a crash redelivers at most one
+// batch per partition.
+//
+// Metrics: orderflow_consumer_handled_total{topic,result},
+// orderflow_consumer_handle_seconds{topic} and orderflow_consumer_lag{topic,
+// partition}, the last read from the brokers at scrape time (kadm's Lag: the
+// group's committed offsets against each partition's high watermark).
+//
+// Not guaranteed: exactly-once delivery to the Handler (it may see an event
+// again after a failed attempt or a crash, each time in a new transaction);
+// ordering across partitions or topics. The Handler's context is cancelled
+// only when its partition is lost, not on revocation or shutdown (the record
+// in hand is finished), so a slow Handler holds up a rebalance or shutdown
+// for as long as it runs. Topics, including "dlq.<service>", must exist.
+package consumer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/orderflow/orderflow/pkg/events/contract"
+	"github.com/orderflow/orderflow/pkg/events/inbox"
+	"github.com/orderflow/orderflow/pkg/events/internal/clock"
+)
+
+// Handler applies one event's effect in tx, the transaction that also
+// records the event in the inbox. It must not commit or roll back tx. A
+// returned error rolls the transaction back; the record is retried unless
+// the error wraps ErrPermanent.
+type Handler func(ctx context.Context, tx pgx.Tx, msg Message) error
+
+// ErrPermanent marks a Handler error that retrying cannot fix: wrap it
+// (fmt.Errorf("...: %w", consumer.ErrPermanent)) to send the record to the
+// DLQ without further attempts.
+var ErrPermanent = errors.New("permanent failure")
+
+// Message is one consumed record with its decoded envelope.
+type Message struct {
+	Topic     string
+	Partition int32
+	Offset    int64
+	Key       string            // the orderId
+	Headers   map[string]string // the last value of each header key
+	Value     []byte            // the event's JSON, as produced
+	Envelope  contract.Envelope // decoded from Value; the Handler decodes the rest
+	// CorrelationID is the x-correlation-id header; the Handler's context
+	// carries it too (correlation.ID).
+	CorrelationID string
+}
+
+// Config configures one service's consumer group.
+type Config struct {
+	Service string   // group "orderflow-<service>", dead letters to "dlq.<service>"
+	Brokers []string // Kafka seed brokers
+	Topics  []string // topics consumed
+	Handler Handler
+	Pool    *pgxpool.Pool // the service's database, with the inbox migrated
+
+	MaxAttempts  int           // handler attempts per record; default 5
+	MaxRetryTime time.Duration // no retry starts later than this after the first attempt; default 30s
+	BaseBackoff  time.Duration // first backoff ceiling, doubling per attempt; default 100ms
+
+	// InboxRetention is how long handled eventIds are kept; default
+	// inbox.DefaultRetention (see package inbox for why). Run prunes older
+	// rows every InboxRetention/10, at most an hour apart.
+	InboxRetention time.Duration
+
+	// Registerer receives the consumer metrics; nil registers none.
+	Registerer prometheus.Registerer
+}
+
+func (c *Config) setDefaults() {
+	if c.MaxAttempts <= 0 {
+		c.MaxAttempts = 5
+	}
+	if c.MaxRetryTime <= 0 {
+		c.MaxRetryTime = 30 * time.Second
+	}
+	if c.BaseBackoff <= 0 {
+		c.BaseBackoff = 100 * time.Millisecond
+	}
+	if c.InboxRetention <= 0 {
+		c.InboxRetention = inbox.DefaultRetention
+	}
+}
+
+// Validate reports the first missing required field.
+func (c *Config) Validate() error {
+	switch {
+	case c.Service == "":
+		return errors.New("consumer: Service is required")
+	case len(c.Brokers) == 0:
+		return errors.New("consumer: Brokers is required")
+	case len(c.Topics) == 0:
+		return errors.New("consumer: Topics is required")
+	case c.Handler == nil:
+		return errors.New("consumer: Handler is required")
+	case c.Pool == nil:
+		return errors.New("consumer: Pool is required")
+	}
+	return nil
+}
+
+// Runner consumes one service's topics; see the package doc.
+type Runner struct {
+	cfg      Config
+	log      *slog.Logger
+	group    string
+	dlqTopic string
+	metrics  *metrics
+	client   atomic.Pointer[kgo.Client] // while Run runs, for the lag metric
+
+	// afterCommit is a test hook run after a record's transaction
+	// committed and before its offset is recorded for commit: when it
+	// returns true the runner stops as if the process died there,
+	// committing no more offsets.
+	afterCommit func(Message) bool
+}
+
+// New returns the runner for cfg. Call inbox.Migrate on cfg.Pool first.
+func New(cfg Config, log *slog.Logger) (*Runner, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg.setDefaults()
+	r := &Runner{
+		cfg:      cfg,
+		log:      log.With("component", "consumer", "group", "orderflow-"+cfg.Service),
+		group:    "orderflow-" + cfg.Service,
+		dlqTopic: "dlq." + cfg.Service,
+	}
+	r.metrics = newMetrics(r, cfg.Registerer)
+	return r, nil
+}
+
+// Ready reports whether Run is running and a broker answers.
+func (r *Runner) Ready(ctx context.Context) error {
+	cl := r.client.Load()
+	if cl == nil {
+		return errors.New("consumer not running")
+	}
+	if err := cl.Ping(ctx); err != nil {
+		return fmt.Errorf("kafka: %w", err)
+	}
+	return nil
+}
+
+// Group is the consumer group id.
+func (r *Runner) Group() string { return r.group }
+
+// errSimulatedCrash is the cause Run stops with when the afterCommit hook
+// fires.
+var errSimulatedCrash = errors.New("simulated crash after the transaction committed")
+
+// maxQueued is how many polled records a partition may have waiting before
+// its fetching is paused, so a partition stuck in retries does not pile up
+// memory while the others keep flowing.
+const maxQueued = 1000
+
+// Run consumes until ctx is done, then drains: each partition finishes the
+// record in hand, the offsets of handled records are committed and the
+// group is left. It returns nil after a clean shutdown.
+func (r *Runner) Run(ctx context.Context) error {
+	ctx, stop := context.WithCancelCause(ctx)
+	defer stop(nil)
+	s := &session{r: r, parts: make(map[topicPartition]*partition)}
+	s.crash = func() {
+		s.crashed.Store(true)
+		stop(errSimulatedCrash)
+	}
+	cl, err := kgo.NewClient(
+		kgo.SeedBrokers(r.cfg.Brokers...),
+		kgo.ConsumerGroup(r.group),
+		kgo.ConsumeTopics(r.cfg.Topics...),
+		kgo.Balancers(kgo.CooperativeStickyBalancer()),
+		kgo.DisableAutoCommit(),
+		// Assignment changes only between polls, so the poll loop always
+		// finds the goroutine of each partition it got records for.
+		kgo.BlockRebalanceOnPoll(),
+		kgo.OnPartitionsAssigned(s.assigned),
+		kgo.OnPartitionsRevoked(s.revoked),
+		kgo.OnPartitionsLost(s.lost),
+		// A new group starts at the beginning: events emitted before a
+		// service first ran are still handled.
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+	)
+	if err != nil {
+		return fmt.Errorf("consumer: kafka client: %w", err)
+	}
+	s.cl = cl
+	r.client.Store(cl)
+	defer r.client.Store(nil)
+
+	pruned := make(chan struct{})
+	go func() {
+		defer close(pruned)
+		r.pruneInbox(ctx)
+	}()
+	defer func() {
+		stop(nil)
+		<-pruned
+	}()
+
+	for {
+		fetches := cl.PollFetches(ctx)
+		if ctx.Err() != nil || fetches.IsClientClosed() {
+			break
+		}
+		fetches.EachError(func(topic string, p int32, err error) {
+			if !errors.Is(err, context.Canceled) {
+				r.log.Warn("fetch", "topic", topic, "partition", p, "err", err)
+			}
+		})
+		fetches.EachPartition(func(p kgo.FetchTopicPartition) {
+			if len(p.Records) > 0 {
+				s.push(p.Topic, p.Partition, p.Records)
+			}
+		})
+		cl.AllowRebalance()
+	}
+	cl.AllowRebalance()
+
+	// Drain: every partition finishes the record in hand and commits what
+	// it did; then the group is left.
+	s.stopAll()
+	cl.Close()
+	if s.crashed.Load() {
+		return errSimulatedCrash
+	}
+	return nil
+}
+
+// pruneInbox deletes inbox rows past the retention until ctx is done.
+// Every instance of the service does it; concurrent deletes are harmless.
+func (r *Runner) pruneInbox(ctx context.Context) {
+	every := min(r.cfg.InboxRetention/10, time.Hour)
+	for clock.Sleep(ctx, every) {
+		n, err := inbox.Prune(ctx, r.cfg.Pool, time.Now().Add(-r.cfg.InboxRetention))
+		if err != nil && ctx.Err() == nil {
+			r.log.Warn("inbox retention", "err", err)
+		} else if n > 0 {
+			r.log.Info("inbox retention deleted handled event ids", "rows", n)
+		}
+	}
+}
+
+type topicPartition struct {
+	topic     string
+	partition int32
+}
+
+// session is one Run's state: the client and its partition goroutines.
+type session struct {
+	r       *Runner
+	cl      *kgo.Client
+	crash   func()
+	crashed atomic.Bool // the test hook fired: commit nothing more
+
+	mu    sync.Mutex
+	parts map[topicPartition]*partition
+	wg    sync.WaitGroup
+}
+
+// partition is one assigned partition's queue and goroutine.
+type partition struct {
+	tp topicPartition
+
+	// stop is cancelled to make the goroutine commit and return after the
+	// record in hand; work, the handler's context, is cancelled first when
+	// the partition is lost, and then nothing is committed.
+	stop, work             context.Context
+	cancelStop, cancelWork context.CancelFunc
+	done                   chan struct{}
+	last                   *kgo.Record // the last record finished and not committed
+
+	mu     sync.Mutex
+	queue  []*kgo.Record
+	paused bool
+	ready  chan struct{} // capacity 1: queue is not empty
+}
+
+func (s *session) assigned(_ context.Context, _ *kgo.Client, assigned map[string][]int32) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for topic, ps := range assigned {
+		for _, p := range ps {
+			tp := topicPartition{topic, p}
+			if s.parts[tp] != nil {
+				continue
+			}
+			pc := &partition{tp: tp, done: make(chan struct{}), ready: make(chan struct{}, 1)}
+			pc.stop, pc.cancelStop = context.WithCancel(context.Background())
+			pc.work, pc.cancelWork = context.WithCancel(context.Background())
+			s.parts[tp] = pc
+			s.wg.Add(1)
+			go func() {
+				defer s.wg.Done()
+				defer close(pc.done)
+				s.consume(pc)
+			}()
+		}
+	}
+}
+
+// revoked stops the revoked partitions' goroutines, which commit what they
+// finished, before the partitions go to another member.
+func (s *session) revoked(_ context.Context, _ *kgo.Client, revoked map[string][]int32) {
+	s.stopPartitions(revoked, false)
+}
+
+// lost abandons the lost partitions: another member may own them already,
+// so nothing is committed.
+func (s *session) lost(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
+	s.stopPartitions(lost, true)
+}
+
+func (s *session) stopPartitions(tps map[string][]int32, abandon bool) {
+	var stopped []*partition
+	s.mu.Lock()
+	for topic, ps := range tps {
+		for _, p := range ps {
+			tp := topicPartition{topic, p}
+			if pc := s.parts[tp]; pc != nil {
+				stopped = append(stopped, pc)
+				delete(s.parts, tp)
+			}
+		}
+	}
+	s.mu.Unlock()
+	s.halt(stopped, abandon)
+}
+
+func (s *session) stopAll() {
+	s.mu.Lock()
+	all := make([]*partition, 0, len(s.parts))
+	for tp, pc := range s.parts {
+		all = append(all, pc)
+		delete(s.parts, tp)
+	}
+	s.mu.Unlock()
+	s.halt(all, false)
+	s.wg.Wait()
+}
+
+func (s *session) halt(ps []*partition, abandon bool) {
+	for _, pc := range ps {
+		if abandon {
+			pc.cancelWork()
+		}
+		pc.cancelStop()
+	}
+	for _, pc := range ps {
+		<-pc.done
+		pc.cancelWork()
+		pc.mu.Lock()
+		if pc.paused {
+			// A later owner, maybe this member again, must fetch it.
+			s.cl.ResumeFetchPartitions(map[string][]int32{pc.tp.topic: {pc.tp.partition}})
+		}
+		pc.mu.Unlock()
+	}
+}
+
+// push hands polled records to their partition's goroutine without
+// blocking the poll loop, pausing the partition's fetches while its queue
+// is long.
+func (s *session) push(topic string, p int32, recs []*kgo.Record) {
+	s.mu.Lock()
+	pc := s.parts[topicPartition{topic, p}]
+	s.mu.Unlock()
+	if pc == nil {
+		return // not assigned any more; the next owner reads them again
+	}
+	pc.mu.Lock()
+	pc.queue = append(pc.queue, recs...)
+	if len(pc.queue) >= maxQueued && !pc.paused {
+		pc.paused = true
+		s.cl.PauseFetchPartitions(map[string][]int32{topic: {p}})
+	}
+	pc.mu.Unlock()
+	select {
+	case pc.ready <- struct{}{}:
+	default:
+	}
+}
+
+// take empties pc's queue, resuming fetches when they were paused.
+func (s *session) take(pc *partition) []*kgo.Record {
+	pc.mu.Lock()
+	defer pc.mu.Unlock()
+	recs := pc.queue
+	pc.queue = nil
+	if pc.paused {
+		pc.paused = false
+		s.cl.ResumeFetchPartitions(map[string][]int32{pc.tp.topic: {pc.tp.partition}})
+	}
+	return recs
+}
+
+// consume handles pc's records in order until pc is stopped, committing
+// after each batch it took and when it stops.
+func (s *session) consume(pc *partition) {
+	defer s.commit(pc)
+	for {
+		select {
+		case <-pc.stop.Done():
+			return
+		case <-pc.ready:
+		}
+		for _, rec := range s.take(pc) {
+			if pc.stop.Err() != nil {
+				return
+			}
+			if !s.r.process(s, pc, rec) {
+				return // abandoned: the record is redelivered
+			}
+			pc.last = rec
+		}
+		s.commit(pc)
+	}
+}
+
+// commit commits the offset after pc's last finished record, unless the
+// partition was lost (another member may own it) or the runner crashed on
+// purpose. A failure is logged: the records are then redelivered and the
+// inbox deduplicates them.
+func (s *session) commit(pc *partition) {
+	if pc.last == nil || pc.work.Err() != nil || s.crashed.Load() {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := s.cl.CommitRecords(ctx, pc.last); err != nil {
+		s.r.log.Warn("commit offset", "topic", pc.tp.topic, "partition", pc.tp.partition, "err", err)
+		return
+	}
+	pc.last = nil
+}
+
+// headerMap returns the last value of each header key.
+func headerMap(hs []kgo.RecordHeader) map[string]string {
+	m := make(map[string]string, len(hs))
+	for _, h := range hs {
+		m[h.Key] = string(h.Value)
+	}
+	return m
+}
+
+// dlqRecord is rec unchanged plus the dead-letter headers.
+func (r *Runner) dlqRecord(rec *kgo.Record, cause error, attempts int) *kgo.Record {
+	hs := slices.Clone(rec.Headers)
+	hs = append(hs,
+		kgo.RecordHeader{Key: "x-dlq-topic", Value: []byte(rec.Topic)},
+		kgo.RecordHeader{Key: "x-dlq-partition", Value: fmt.Appendf(nil, "%d", rec.Partition)},
+		kgo.RecordHeader{Key: "x-dlq-offset", Value: fmt.Appendf(nil, "%d", rec.Offset)},
+		kgo.RecordHeader{Key: "x-dlq-error", Value: []byte(cause.Error())},
+		kgo.RecordHeader{Key: "x-dlq-attempts", Value: fmt.Appendf(nil, "%d", attempts)},
+	)
+	return &kgo.Record{Topic: r.dlqTopic, Key: rec.Key, Value: rec.Value, Headers: hs, Timestamp: rec.Timestamp}
+}

@@ -1,0 +1,206 @@
+package consumer
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/orderflow/orderflow/pkg/events/contract"
+	"github.com/orderflow/orderflow/pkg/events/correlation"
+	"github.com/orderflow/orderflow/pkg/events/inbox"
+	"github.com/orderflow/orderflow/pkg/events/internal/clock"
+)
+
+// Results counted in orderflow_consumer_handled_total.
+const (
+	resultOK        = "ok"
+	resultDuplicate = "duplicate"
+	resultRetry     = "retry"
+	resultDead      = "dead"
+	resultSkipped   = "skipped"
+)
+
+// errSkip marks a valid envelope of an event or version without a schema
+// here (see the package doc).
+var errSkip = errors.New("unknown event from a newer producer")
+
+// decode checks rec's envelope and schema. It returns errSkip for an
+// unknown event with a valid envelope, and any other error for a record
+// that belongs in the DLQ at once.
+func decode(rec *kgo.Record) (Message, uuid.UUID, error) {
+	hs := headerMap(rec.Headers)
+	msg := Message{
+		Topic: rec.Topic, Partition: rec.Partition, Offset: rec.Offset,
+		Key: string(rec.Key), Headers: hs, Value: rec.Value,
+		CorrelationID: hs[strings.ToLower(correlation.Header)],
+	}
+	if err := json.Unmarshal(rec.Value, &msg.Envelope); err != nil {
+		return msg, uuid.Nil, fmt.Errorf("malformed envelope: %w", err)
+	}
+	env := msg.Envelope
+	var missing []string
+	if env.Event == "" {
+		missing = append(missing, "event")
+	}
+	if env.Version < 1 {
+		missing = append(missing, "version")
+	}
+	if env.EventID == "" {
+		missing = append(missing, "eventId")
+	}
+	if env.OrderID == "" {
+		missing = append(missing, "orderId")
+	}
+	if len(missing) > 0 {
+		return msg, uuid.Nil, fmt.Errorf("malformed envelope: missing %s", strings.Join(missing, ", "))
+	}
+	id, err := uuid.Parse(env.EventID)
+	if err != nil {
+		return msg, uuid.Nil, fmt.Errorf("malformed envelope: eventId %q: %w", env.EventID, err)
+	}
+	if !contract.Known(env.Event, env.Version) {
+		return msg, id, errSkip
+	}
+	if err := contract.Validate(env.Event, env.Version, rec.Value); err != nil {
+		return msg, id, err
+	}
+	return msg, id, nil
+}
+
+// process handles one record to its end: committed, duplicate, skipped or
+// dead-lettered (true), or abandoned because the partition was stopped or
+// the runner crashed on purpose (false), in which case it is redelivered.
+func (r *Runner) process(s *session, pc *partition, rec *kgo.Record) bool {
+	start := time.Now()
+	defer func() { r.metrics.handleSeconds.WithLabelValues(rec.Topic).Observe(time.Since(start).Seconds()) }()
+
+	msg, eventID, err := decode(rec)
+	ctx := pc.work
+	if msg.CorrelationID != "" {
+		ctx = correlation.WithID(ctx, msg.CorrelationID)
+	}
+	log := r.log.With("topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset)
+	if eventID != uuid.Nil {
+		log = log.With("event_id", eventID.String())
+	}
+	switch {
+	case errors.Is(err, errSkip):
+		log.InfoContext(ctx, "skipping unknown event", "event", msg.Envelope.Event, "version", msg.Envelope.Version)
+		r.metrics.count(rec.Topic, resultSkipped)
+		return true
+	case err != nil:
+		return r.deadLetter(ctx, s.cl, pc, rec, err, 0)
+	}
+
+	for attempt := 1; ; attempt++ {
+		dup, err := r.handleOnce(ctx, msg, eventID)
+		if err == nil {
+			if dup {
+				r.metrics.count(rec.Topic, resultDuplicate)
+				return true
+			}
+			if r.afterCommit != nil && r.afterCommit(msg) {
+				s.crash()
+				return false
+			}
+			r.metrics.count(rec.Topic, resultOK)
+			return true
+		}
+		if pc.work.Err() != nil {
+			return false // partition lost
+		}
+		wait := r.backoff(attempt)
+		if errors.Is(err, ErrPermanent) || attempt >= r.cfg.MaxAttempts || time.Since(start)+wait > r.cfg.MaxRetryTime {
+			return r.deadLetter(ctx, s.cl, pc, rec, err, attempt)
+		}
+		r.metrics.count(rec.Topic, resultRetry)
+		log.WarnContext(ctx, "handler failed; will retry", "attempt", attempt, "retry_in", wait, "err", err)
+		if !clock.Sleep(pc.stop, wait) {
+			return false // revoked or shutting down: the next owner retries
+		}
+	}
+}
+
+// handleOnce runs one attempt in its own transaction and reports whether
+// the event was a duplicate.
+func (r *Runner) handleOnce(ctx context.Context, msg Message, eventID uuid.UUID) (dup bool, err error) {
+	tx, err := r.cfg.Pool.Begin(ctx)
+	if err != nil {
+		return false, fmt.Errorf("begin: %w", err)
+	}
+	defer func() {
+		if err != nil || dup {
+			_ = tx.Rollback(context.WithoutCancel(ctx))
+		}
+	}()
+	fresh, err := inbox.Claim(ctx, tx, eventID, msg.Topic, msg.Partition, msg.Offset)
+	if err != nil {
+		return false, err
+	}
+	if !fresh {
+		return true, nil
+	}
+	if err := r.runHandler(ctx, tx, msg); err != nil {
+		return false, err
+	}
+	// A commit error may hide a commit that happened: the retry then finds
+	// the inbox row and counts a duplicate.
+	if err := tx.Commit(ctx); err != nil {
+		return false, fmt.Errorf("commit: %w", err)
+	}
+	return false, nil
+}
+
+// runHandler calls the Handler, turning a panic into an error so one bad
+// event cannot take the service down; it is retried, then dead-lettered.
+func (r *Runner) runHandler(ctx context.Context, tx pgx.Tx, msg Message) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("handler panic: %v", p)
+		}
+	}()
+	return r.cfg.Handler(ctx, tx, msg)
+}
+
+// backoff is the wait after the given failed attempt: full jitter, uniform
+// in [0, BaseBackoff * 2^(attempt-1)], the ceiling capped at MaxRetryTime.
+func (r *Runner) backoff(attempt int) time.Duration {
+	ceiling := r.cfg.BaseBackoff << min(attempt-1, 30)
+	if ceiling <= 0 || ceiling > r.cfg.MaxRetryTime {
+		ceiling = r.cfg.MaxRetryTime
+	}
+	return rand.N(ceiling + 1)
+}
+
+// deadLetter writes rec to the DLQ and waits for the ack, retrying the
+// write until it succeeds or the partition is stopped (false: the record is
+// redelivered and dead-lettered again by its next owner).
+func (r *Runner) deadLetter(ctx context.Context, cl *kgo.Client, pc *partition, rec *kgo.Record, cause error, attempts int) bool {
+	out := r.dlqRecord(rec, cause, attempts)
+	wait := r.cfg.BaseBackoff
+	for {
+		err := cl.ProduceSync(pc.stop, out).FirstErr()
+		if err == nil {
+			r.metrics.count(rec.Topic, resultDead)
+			r.log.WarnContext(ctx, "record dead-lettered", "topic", rec.Topic, "partition", rec.Partition,
+				"offset", rec.Offset, "dlq", r.dlqTopic, "attempts", attempts, "err", cause)
+			return true
+		}
+		if pc.stop.Err() != nil {
+			return false
+		}
+		r.log.ErrorContext(ctx, "dead-letter write failed; will retry", "dlq", r.dlqTopic, "err", err)
+		if !clock.Sleep(pc.stop, wait) {
+			return false
+		}
+		wait = min(2*wait, 5*time.Second)
+	}
+}
