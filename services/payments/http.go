@@ -1,0 +1,115 @@
+package payments
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/orderflow/orderflow/pkg/events/consumer"
+	"github.com/orderflow/orderflow/pkg/events/correlation"
+	"github.com/orderflow/orderflow/pkg/events/outbox"
+	"github.com/orderflow/orderflow/pkg/httpserver"
+	"github.com/orderflow/orderflow/services/payments/internal/paymentsdb"
+)
+
+// Server is the payments HTTP API: the service's view of each order's
+// payment, and its health.
+type Server struct {
+	pool    *pgxpool.Pool
+	outbox  *outbox.Outbox
+	runner  *consumer.Runner
+	log     *slog.Logger
+	handler http.Handler
+}
+
+// NewServer returns the API on the service's database pool; /readyz also
+// checks the relay and the consumer. HTTP metrics are registered with reg
+// and served, with everything else reg gathers, on /metrics.
+func NewServer(pool *pgxpool.Pool, ob *outbox.Outbox, runner *consumer.Runner, reg *prometheus.Registry, log *slog.Logger) *Server {
+	s := &Server{pool: pool, outbox: ob, runner: runner, log: log}
+	s.handler = s.routes(reg)
+	return s
+}
+
+// ServeHTTP serves the API.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
+
+// routes lists every endpoint of the service.
+func (s *Server) routes(reg *prometheus.Registry) http.Handler {
+	health := httpserver.NewHealth(reg,
+		httpserver.Check{Name: "postgres", Func: s.pool.Ping},
+		httpserver.Check{Name: "relay", Func: s.outbox.Ready},
+		httpserver.Check{Name: "consumer", Func: s.runner.Ready},
+	)
+	r := chi.NewRouter()
+	r.Use(correlation.Middleware, httpserver.NewMetrics(reg).Middleware)
+	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
+		httpserver.WriteProblem(w, r, httpserver.Problem{Status: http.StatusNotFound, Detail: "no such endpoint"})
+	})
+	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
+		httpserver.WriteProblem(w, r, httpserver.Problem{Status: http.StatusMethodNotAllowed})
+	})
+	r.Get("/payments/{orderId}", s.handlePaymentGet)
+	health.Mount(r) // /healthz, /readyz, /metrics
+	return r
+}
+
+// paymentJSON is a payment as GET /payments/{orderId} answers it.
+type paymentJSON struct {
+	OrderID     uuid.UUID `json:"orderId"`
+	PaymentID   uuid.UUID `json:"paymentId"`
+	Status      string    `json:"status"` // captured | failed | refunded
+	Reason      string    `json:"reason"` // "" when captured
+	AmountCents int64     `json:"amountCents"`
+	Currency    string    `json:"currency"`
+	Attempts    int32     `json:"attempts"`
+	CreatedAt   time.Time `json:"createdAt"`
+	UpdatedAt   time.Time `json:"updatedAt"`
+}
+
+// handlePaymentGet serves GET /payments/{orderId}.
+func (s *Server) handlePaymentGet(w http.ResponseWriter, r *http.Request) {
+	id, err := uuid.Parse(chi.URLParam(r, "orderId"))
+	if err != nil {
+		s.writeError(w, r, ErrNotFound)
+		return
+	}
+	p, err := paymentsdb.New(s.pool).GetPayment(r.Context(), id)
+	if errors.Is(err, pgx.ErrNoRows) {
+		err = ErrNotFound
+	}
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	httpserver.WriteJSON(w, http.StatusOK, paymentJSON{
+		OrderID: p.OrderID, PaymentID: p.PaymentID, Status: p.Status, Reason: p.Reason,
+		AmountCents: p.AmountCents, Currency: p.Currency, Attempts: p.Attempts,
+		CreatedAt: p.CreatedAt.UTC(), UpdatedAt: p.UpdatedAt.UTC(),
+	})
+}
+
+// writeError answers err as application/problem+json. Only server errors
+// are logged: the rest are the client's to see.
+func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	var p httpserver.Problem
+	switch {
+	case errors.Is(err, ErrNotFound):
+		p.Status, p.Detail = http.StatusNotFound, "payments has no payment for this order"
+	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
+		p.Status, p.Title = 499, "Client closed request"
+	default:
+		s.log.ErrorContext(r.Context(), "request failed", "method", r.Method, "path", r.URL.Path, "error", err)
+		p.Status = http.StatusInternalServerError
+		p.Detail = "the error is logged with this request's correlation id " + correlation.ID(r.Context())
+	}
+	httpserver.WriteProblem(w, r, p)
+}
