@@ -20,46 +20,33 @@ import (
 	"github.com/orderflow/orderflow/pkg/httpserver"
 )
 
-// Server is the orders HTTP API. It serves requests without the relay, so
-// tests mount it on httptest.NewServer; Run adds the relay.
-type Server struct {
-	store   *Store
-	pool    *pgxpool.Pool
-	outbox  *outbox.Outbox
-	log     *slog.Logger
-	handler http.Handler
+// api is the orders HTTP API.
+type api struct {
+	store *Store
+	log   *slog.Logger
 }
 
-// NewServer returns the API on the service's database pool and outbox. HTTP
-// metrics are registered with reg and served, with everything else reg
-// gathers, on /metrics.
-func NewServer(pool *pgxpool.Pool, ob *outbox.Outbox, reg *prometheus.Registry, log *slog.Logger) *Server {
-	s := &Server{store: NewStore(pool, ob), pool: pool, outbox: ob, log: log}
-	s.handler = s.routes(reg)
-	return s
+func newAPI(pool *pgxpool.Pool, ob *outbox.Outbox, log *slog.Logger) *api {
+	return &api{store: NewStore(pool, ob), log: log}
 }
 
-// ServeHTTP serves the API.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
-
-// routes lists every endpoint of the service.
-func (s *Server) routes(reg *prometheus.Registry) http.Handler {
-	health := httpserver.NewHealth(reg,
-		httpserver.Check{Name: "postgres", Func: s.pool.Ping},
-		httpserver.Check{Name: "relay", Func: s.outbox.Ready},
+// NewServer returns the API with /healthz, /readyz (database and relay) and
+// /metrics, without the relay running, so tests and benchmarks mount it on
+// httptest.NewServer; Run adds the relay. HTTP metrics are registered with
+// reg.
+func NewServer(pool *pgxpool.Pool, ob *outbox.Outbox, reg *prometheus.Registry, log *slog.Logger) http.Handler {
+	r := httpserver.NewRouter(reg,
+		httpserver.Check{Name: "postgres", Func: pool.Ping},
+		httpserver.Check{Name: "relay", Func: ob.Ready},
 	)
-	r := chi.NewRouter()
-	r.Use(correlation.Middleware, httpserver.NewMetrics(reg).Middleware)
-	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
-		httpserver.WriteProblem(w, r, httpserver.Problem{Status: http.StatusNotFound, Detail: "no such endpoint"})
-	})
-	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
-		httpserver.WriteProblem(w, r, httpserver.Problem{Status: http.StatusMethodNotAllowed})
-	})
+	newAPI(pool, ob, log).routes(r)
+	return r
+}
+
+// routes adds the service's endpoints to r.
+func (s *api) routes(r chi.Router) {
 	r.Post("/orders", s.handleOrderCreate)
 	r.Get("/orders/{id}", s.handleOrderGet)
-	health.Mount(r) // /healthz, /readyz, /metrics
-	return r
 }
 
 // orderJSON is an order as POST /orders answers it.
@@ -108,7 +95,7 @@ const IdempotencyKeyHeader = "Idempotency-Key"
 // request answers 201 too, as DESIGN's contract says, with the same order (as
 // it is now: its status may have moved on), the same Location and
 // "Idempotent-Replayed: true"; the key with a different request answers 422.
-func (s *Server) handleOrderCreate(w http.ResponseWriter, r *http.Request) {
+func (s *api) handleOrderCreate(w http.ResponseWriter, r *http.Request) {
 	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
 		s.writeError(w, r, &inputError{status: http.StatusUnsupportedMediaType, detail: "Content-Type must be application/json"})
 		return
@@ -157,7 +144,7 @@ func (s *Server) handleOrderCreate(w http.ResponseWriter, r *http.Request) {
 }
 
 // handleOrderGet serves GET /orders/{id}.
-func (s *Server) handleOrderGet(w http.ResponseWriter, r *http.Request) {
+func (s *api) handleOrderGet(w http.ResponseWriter, r *http.Request) {
 	id, err := uuid.Parse(chi.URLParam(r, "id"))
 	if err != nil {
 		s.writeError(w, r, ErrNotFound)
@@ -201,7 +188,7 @@ const (
 
 // writeError answers err as application/problem+json. Only server errors
 // are logged: the rest are the client's to see.
-func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+func (s *api) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	var p httpserver.Problem
 	var in *inputError
 	switch {

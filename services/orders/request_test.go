@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"unicode/utf8"
+
+	"github.com/orderflow/orderflow/pkg/service"
 )
 
 // checkRules restates DESIGN's business rules independently of the decoder,
@@ -151,7 +153,7 @@ func TestConfigFromEnv(t *testing.T) {
 
 	t.Setenv("KAFKA_BROKERS", "")
 	t.Setenv("OUTBOX_RETENTION", "")
-	if cfg, err = ConfigFromEnv(); err != nil || cfg.OutboxRetention.Hours() != 24*7 || cfg.Brokers[0] != DefaultBroker {
+	if cfg, err = ConfigFromEnv(); err != nil || cfg.OutboxRetention.Hours() != 24*7 || cfg.Brokers[0] != service.DefaultBroker {
 		t.Fatalf("defaults: %+v, %v", cfg, err)
 	}
 

@@ -18,6 +18,7 @@ import (
 	"github.com/orderflow/orderflow/internal/testenv"
 	"github.com/orderflow/orderflow/pkg/events/contract"
 	"github.com/orderflow/orderflow/pkg/postgres"
+	"github.com/orderflow/orderflow/pkg/service"
 )
 
 // TestRun runs the whole service: database creation and migrations, the
@@ -30,13 +31,13 @@ func TestRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := Config{
+	cfg := Config{Config: service.Config{
 		HTTPAddr:    testenv.FreeAddr(t),
 		PostgresURL: pgtest.ServerURL(),
 		Database:    strings.TrimPrefix(u.Path, "/"),
 		MaxConns:    4,
 		Brokers:     broker.Addrs,
-	}
+	}}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- Run(ctx, cfg, slog.New(slog.NewTextHandler(t.Output(), nil))) }()
@@ -129,13 +130,13 @@ func TestRunWithBrokerDown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := Config{
+	cfg := Config{Config: service.Config{
 		HTTPAddr:    testenv.FreeAddr(t),
 		PostgresURL: pgtest.ServerURL(),
 		Database:    strings.TrimPrefix(u.Path, "/"),
 		MaxConns:    4,
 		Brokers:     []string{testenv.FreeAddr(t)}, // nothing listens there
-	}
+	}}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- Run(ctx, cfg, slog.New(slog.NewTextHandler(t.Output(), nil))) }()

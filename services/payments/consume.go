@@ -52,10 +52,10 @@ type handler struct {
 	log             *slog.Logger
 }
 
-// handle is the consumer.Handler: it routes by event name. Every path that
-// may write takes the order's lock first (outbox.LockKey), so the events of
-// one order are published in the order their transactions committed. Events
-// payments has no business with are ignored.
+// handle is the consumer.Handler: it routes by event name. The runner has
+// taken the order's lock (outbox.LockKey), so one order's transactions
+// serialize and its events are published in the order they committed.
+// Events payments has no business with are ignored.
 func (h *handler) handle(ctx context.Context, tx pgx.Tx, msg consumer.Message) error {
 	switch msg.Envelope.Event {
 	case "OrderPlaced":
@@ -104,9 +104,6 @@ func parseOrderID(s string) (uuid.UUID, error) {
 // cancelled_before_payment and announces nothing: there is no payment to
 // fail or refund, and orders already knows it is cancelled.
 func (h *handler) orderPlaced(ctx context.Context, tx pgx.Tx, ev *contract.OrderPlaced) error {
-	if err := outbox.LockKey(ctx, tx, ev.OrderID); err != nil {
-		return fmt.Errorf("lock order: %w", err)
-	}
 	orderID, err := parseOrderID(ev.OrderID)
 	if err != nil {
 		return err
@@ -211,9 +208,6 @@ func (h *handler) countFlakyAttempt(ctx context.Context, orderID uuid.UUID) (int
 // so the later OrderPlaced charges nothing; a failed or refunded payment
 // stays as it is.
 func (h *handler) cancel(ctx context.Context, tx pgx.Tx, orderIDStr, reason string) error {
-	if err := outbox.LockKey(ctx, tx, orderIDStr); err != nil {
-		return fmt.Errorf("lock order: %w", err)
-	}
 	orderID, err := parseOrderID(orderIDStr)
 	if err != nil {
 		return err

@@ -11,55 +11,22 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/orderflow/orderflow/pkg/events/consumer"
 	"github.com/orderflow/orderflow/pkg/events/correlation"
-	"github.com/orderflow/orderflow/pkg/events/outbox"
 	"github.com/orderflow/orderflow/pkg/httpserver"
 	"github.com/orderflow/orderflow/services/payments/internal/paymentsdb"
 )
 
-// Server is the payments HTTP API: the service's view of each order's
-// payment, and its health.
-type Server struct {
-	pool    *pgxpool.Pool
-	outbox  *outbox.Outbox
-	runner  *consumer.Runner
-	log     *slog.Logger
-	handler http.Handler
+// api is the payments HTTP API: the service's view of each order's
+// payment.
+type api struct {
+	pool *pgxpool.Pool
+	log  *slog.Logger
 }
 
-// NewServer returns the API on the service's database pool; /readyz also
-// checks the relay and the consumer. HTTP metrics are registered with reg
-// and served, with everything else reg gathers, on /metrics.
-func NewServer(pool *pgxpool.Pool, ob *outbox.Outbox, runner *consumer.Runner, reg *prometheus.Registry, log *slog.Logger) *Server {
-	s := &Server{pool: pool, outbox: ob, runner: runner, log: log}
-	s.handler = s.routes(reg)
-	return s
-}
-
-// ServeHTTP serves the API.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
-
-// routes lists every endpoint of the service.
-func (s *Server) routes(reg *prometheus.Registry) http.Handler {
-	health := httpserver.NewHealth(reg,
-		httpserver.Check{Name: "postgres", Func: s.pool.Ping},
-		httpserver.Check{Name: "relay", Func: s.outbox.Ready},
-		httpserver.Check{Name: "consumer", Func: s.runner.Ready},
-	)
-	r := chi.NewRouter()
-	r.Use(correlation.Middleware, httpserver.NewMetrics(reg).Middleware)
-	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
-		httpserver.WriteProblem(w, r, httpserver.Problem{Status: http.StatusNotFound, Detail: "no such endpoint"})
-	})
-	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
-		httpserver.WriteProblem(w, r, httpserver.Problem{Status: http.StatusMethodNotAllowed})
-	})
+// routes adds the service's endpoints to r.
+func (s *api) routes(r chi.Router) {
 	r.Get("/payments/{orderId}", s.handlePaymentGet)
-	health.Mount(r) // /healthz, /readyz, /metrics
-	return r
 }
 
 // paymentJSON is a payment as GET /payments/{orderId} answers it.
@@ -76,7 +43,7 @@ type paymentJSON struct {
 }
 
 // handlePaymentGet serves GET /payments/{orderId}.
-func (s *Server) handlePaymentGet(w http.ResponseWriter, r *http.Request) {
+func (s *api) handlePaymentGet(w http.ResponseWriter, r *http.Request) {
 	id, err := uuid.Parse(chi.URLParam(r, "orderId"))
 	if err != nil {
 		s.writeError(w, r, ErrNotFound)
@@ -99,7 +66,7 @@ func (s *Server) handlePaymentGet(w http.ResponseWriter, r *http.Request) {
 
 // writeError answers err as application/problem+json. Only server errors
 // are logged: the rest are the client's to see.
-func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+func (s *api) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	var p httpserver.Problem
 	switch {
 	case errors.Is(err, ErrNotFound):

@@ -21,6 +21,7 @@ import (
 	"github.com/orderflow/orderflow/internal/testenv"
 	"github.com/orderflow/orderflow/pkg/events/contract"
 	"github.com/orderflow/orderflow/pkg/postgres"
+	"github.com/orderflow/orderflow/pkg/service"
 )
 
 // bundle is a running payments service with a producer for its input
@@ -44,13 +45,15 @@ func setup(t *testing.T) *bundle {
 		t.Fatal(err)
 	}
 	cfg := Config{
-		HTTPAddr:        testenv.FreeAddr(t),
-		PostgresURL:     pgtest.ServerURL(),
-		Database:        strings.TrimPrefix(u.Path, "/"),
-		MaxConns:        4,
-		Brokers:         broker.Addrs,
+		Config: service.Config{
+			HTTPAddr:     testenv.FreeAddr(t),
+			PostgresURL:  pgtest.ServerURL(),
+			Database:     strings.TrimPrefix(u.Path, "/"),
+			MaxConns:     4,
+			Brokers:      broker.Addrs,
+			RetryBackoff: time.Millisecond,
+		},
 		FraudLimitCents: 100_000,
-		RetryBackoff:    time.Millisecond,
 	}
 	log := slog.New(slog.NewTextHandler(t.Output(), nil))
 	testenv.Start(t, func(ctx context.Context) error { return Run(ctx, cfg, log) })

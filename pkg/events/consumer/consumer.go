@@ -14,9 +14,13 @@
 //     beside version 1), which a consumer that does not know it has no
 //     business handling; dead-lettering it would fill the DLQ on every
 //     rollout in which producers upgrade first.
-//   - Otherwise a transaction is begun, the eventId claimed in the inbox; a
-//     duplicate rolls back and is counted (result="duplicate"), a fresh one
-//     runs the Handler in the same transaction and commits (result="ok").
+//   - Otherwise a transaction is begun, the order's lock taken
+//     (outbox.LockKey on the envelope's orderId, so one order's
+//     transactions in this database serialize before their first write and
+//     the outbox keeps their events in commit order), and the eventId
+//     claimed in the inbox; a duplicate rolls back and is counted
+//     (result="duplicate"), a fresh one runs the Handler in the same
+//     transaction and commits (result="ok").
 //     When the Handler fails, the transaction rolls back and the record is
 //     retried after an exponential backoff with full jitter, at most
 //     MaxAttempts times and while MaxRetryTime has not passed since the
@@ -128,6 +132,11 @@ type Config struct {
 	// inbox.DefaultRetention (see package inbox for why). Run prunes older
 	// rows every InboxRetention/10, at most an hour apart.
 	InboxRetention time.Duration
+
+	// AfterCommit, when set, is called after each handler transaction that
+	// committed; services pass their outbox's Committed, so the events the
+	// handler wrote are published now rather than at the relay's next poll.
+	AfterCommit func()
 
 	// Registerer receives the consumer metrics; nil registers none.
 	Registerer prometheus.Registerer

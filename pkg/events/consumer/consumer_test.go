@@ -261,7 +261,7 @@ func TestHappyPath(t *testing.T) {
 	value, eventID := placed(t, orderID, 1)
 
 	var seen atomic.Pointer[consumer.Message]
-	var sameTx atomic.Bool
+	var sameTx, keyLocked atomic.Bool
 	var ctxCorrelation atomic.Value
 	h := func(ctx context.Context, tx pgx.Tx, msg consumer.Message) error {
 		seen.Store(&msg)
@@ -272,9 +272,17 @@ func TestHappyPath(t *testing.T) {
 			return err
 		}
 		sameTx.Store(n == 1)
+		// The order's lock (outbox.LockKey) is held, so one order's
+		// transactions serialize before their first write.
+		if err := tx.QueryRow(ctx, `SELECT count(*) FROM pg_locks
+			WHERE locktype = 'advisory' AND pid = pg_backend_pid() AND granted`).Scan(&n); err != nil {
+			return err
+		}
+		keyLocked.Store(n == 1)
 		return applyEffect("")(ctx, tx, msg)
 	}
-	r, reg := b.newRunner(t, h, nil)
+	var afterCommits atomic.Int32
+	r, reg := b.newRunner(t, h, func(c *consumer.Config) { c.AfterCommit = func() { afterCommits.Add(1) } })
 	if r.Ready(context.Background()) == nil {
 		t.Error("Ready before Run")
 	}
@@ -296,6 +304,12 @@ func TestHappyPath(t *testing.T) {
 	}
 	if !sameTx.Load() {
 		t.Error("the handler's transaction does not hold the inbox row")
+	}
+	if !keyLocked.Load() {
+		t.Error("the handler ran without the order's lock")
+	}
+	if n := afterCommits.Load(); n != 1 {
+		t.Errorf("AfterCommit called %d times, want 1", n)
 	}
 	if n := b.count(t, "SELECT count(*) FROM processed_events WHERE event_id = $1 AND topic = $2", eventID, b.topic); n != 1 {
 		t.Errorf("inbox rows = %d", n)

@@ -17,6 +17,7 @@ import (
 	"github.com/orderflow/orderflow/pkg/events/correlation"
 	"github.com/orderflow/orderflow/pkg/events/inbox"
 	"github.com/orderflow/orderflow/pkg/events/internal/clock"
+	"github.com/orderflow/orderflow/pkg/events/outbox"
 )
 
 // Results counted in orderflow_consumer_handled_total.
@@ -107,6 +108,9 @@ func (r *Runner) process(s *session, pc *partition, rec *kgo.Record) bool {
 				r.metrics.count(rec.Topic, resultDuplicate)
 				return true
 			}
+			if r.cfg.AfterCommit != nil {
+				r.cfg.AfterCommit()
+			}
 			if r.afterCommit != nil && r.afterCommit(msg) {
 				s.crash()
 				return false
@@ -141,6 +145,13 @@ func (r *Runner) handleOnce(ctx context.Context, msg Message, eventID uuid.UUID)
 			_ = tx.Rollback(context.WithoutCancel(ctx))
 		}
 	}()
+	// The order's lock comes before the first write, which draws the
+	// transaction id: the service's outbox orders one order's events by it
+	// (see outbox.LockKey), and the handler's events must follow those of
+	// any transaction that committed before it for the same order.
+	if err := outbox.LockKey(ctx, tx, msg.Envelope.OrderID); err != nil {
+		return false, err
+	}
 	fresh, err := inbox.Claim(ctx, tx, eventID, msg.Topic, msg.Partition, msg.Offset)
 	if err != nil {
 		return false, err

@@ -1,0 +1,138 @@
+package service
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/orderflow/orderflow/pkg/config"
+	"github.com/orderflow/orderflow/pkg/events/kafka"
+	"github.com/orderflow/orderflow/pkg/postgres"
+)
+
+// Config is the configuration every service shares. Zero fields take the
+// defaults of SetDefaults.
+type Config struct {
+	Name            string        // "payments": database orderflow_payments, group orderflow-payments, ce_source orderflow/payments
+	HTTPAddr        string        // listen address, from <NAME>_HTTP_ADDR
+	PostgresURL     string        // the server; the service uses its database Database on it
+	Database        string        // default "orderflow_<name>"
+	MaxConns        int32         // pool size; default 16
+	Brokers         []string      // Kafka seed brokers; default the dev stack's 127.0.0.1:9092
+	OutboxRetention time.Duration // published outbox rows are kept this long; default 7 days
+	ShutdownTimeout time.Duration // how long in-flight requests may finish after ctx is done; default 7s
+
+	// RetryBackoff is the consumer's first retry backoff (consumer.Config
+	// BaseBackoff); zero takes the consumer's default. Tests shorten it.
+	RetryBackoff time.Duration
+}
+
+// Defaults.
+const (
+	DefaultBroker          = "127.0.0.1:9092" // where the dev stack's embedded broker listens
+	DefaultOutboxRetention = 7 * 24 * time.Hour
+	DefaultMaxConns        = 16 // pgx's default, max(4, CPUs), queues requests on a 2-core machine
+	// DefaultShutdownTimeout leaves room in the 10 s a Ctrl-C may take for
+	// the relay's last cursor update and closing the pool.
+	DefaultShutdownTimeout = 7 * time.Second
+)
+
+// SetDefaults fills the zero fields; name and httpAddr are the service's
+// name and default listen address.
+func (c *Config) SetDefaults(name, httpAddr string) {
+	if c.Name == "" {
+		c.Name = name
+	}
+	if c.HTTPAddr == "" {
+		c.HTTPAddr = httpAddr
+	}
+	if c.PostgresURL == "" {
+		c.PostgresURL = postgres.DefaultURL
+	}
+	if c.Database == "" {
+		c.Database = "orderflow_" + c.Name
+	}
+	if len(c.Brokers) == 0 {
+		c.Brokers = []string{DefaultBroker}
+	}
+	if c.OutboxRetention == 0 {
+		c.OutboxRetention = DefaultOutboxRetention
+	}
+	if c.MaxConns == 0 {
+		c.MaxConns = DefaultMaxConns
+	}
+	if c.ShutdownTimeout == 0 {
+		c.ShutdownTimeout = DefaultShutdownTimeout
+	}
+}
+
+// FromEnv reads the shared variables of DESIGN.md into a Config for the
+// named service: POSTGRES_URL, KAFKA_BROKERS (empty: the dev stack's
+// broker), OUTBOX_RETENTION (a Go duration or days, "7d"), and
+// <NAME>_HTTP_ADDR (default httpAddr). Problems are collected in e, so the
+// caller reports them with its own in one line.
+func FromEnv(e *config.Env, name, httpAddr string) Config {
+	c := Config{
+		Name:        name,
+		HTTPAddr:    e.String(AddrVar(name), httpAddr),
+		PostgresURL: e.String("POSTGRES_URL", postgres.DefaultURL),
+		Brokers:     kafka.ParseBrokers(e.String("KAFKA_BROKERS", "")),
+	}
+	c.OutboxRetention = e.Duration("OUTBOX_RETENTION", DefaultOutboxRetention)
+	if c.OutboxRetention == 0 {
+		e.Reject("OUTBOX_RETENTION", "must be positive (e.g. 7d, 36h)")
+	}
+	if c.HTTPAddr == "" {
+		e.Reject(AddrVar(name), "empty listen address")
+	}
+	if u, err := url.Parse(c.PostgresURL); err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
+		e.Reject("POSTGRES_URL", "want postgres://user@host:port/db?sslmode=...")
+	}
+	c.SetDefaults(name, httpAddr)
+	return c
+}
+
+// AddrVar is the variable naming a service's listen address, e.g.
+// PAYMENTS_HTTP_ADDR.
+func AddrVar(name string) string { return strings.ToUpper(name) + "_HTTP_ADDR" }
+
+// Validate reports the first bad field, named as its environment variable
+// where it has one.
+func (c Config) Validate() error {
+	switch {
+	case c.Name == "":
+		return errors.New("service: empty name")
+	case c.HTTPAddr == "":
+		return fmt.Errorf("%s: empty listen address", AddrVar(c.Name))
+	case c.Database == "":
+		return fmt.Errorf("%s: empty database name", c.Name)
+	case len(c.Brokers) == 0:
+		return errors.New("KAFKA_BROKERS: no brokers")
+	case c.OutboxRetention <= 0:
+		return errors.New("OUTBOX_RETENTION: must be positive")
+	case c.ShutdownTimeout < 0 || c.RetryBackoff < 0:
+		return fmt.Errorf("%s: negative shutdown timeout or retry backoff", c.Name)
+	}
+	if u, err := url.Parse(c.PostgresURL); err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
+		return errors.New("POSTGRES_URL: want postgres://user@host:port/db?sslmode=...")
+	}
+	return nil
+}
+
+// LogValue masks the database password, so the config can be logged.
+func (c Config) LogValue() slog.Value {
+	pg := c.PostgresURL
+	if u, err := url.Parse(pg); err == nil {
+		pg = u.Redacted()
+	}
+	return slog.GroupValue(
+		slog.String("http_addr", c.HTTPAddr),
+		slog.String("postgres_url", pg),
+		slog.String("database", c.Database),
+		slog.Any("brokers", c.Brokers),
+		slog.Duration("outbox_retention", c.OutboxRetention),
+	)
+}

@@ -1,0 +1,162 @@
+// Package service runs the parts every Orderflow service shares, so that a
+// service's own package holds only its business: its database (created if
+// missing, then migrated: the service's tables, its outbox and its inbox),
+// the outbox relay, the consumer group, and the HTTP server with /healthz,
+// /readyz, /metrics, correlation ids and request metrics. Main turns a
+// service into a command.
+package service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/orderflow/orderflow/pkg/events/consumer"
+	"github.com/orderflow/orderflow/pkg/events/inbox"
+	"github.com/orderflow/orderflow/pkg/events/outbox"
+	"github.com/orderflow/orderflow/pkg/httpserver"
+	"github.com/orderflow/orderflow/pkg/postgres"
+)
+
+// Spec is what a service adds to the shared parts.
+type Spec struct {
+	// Migrations holds the service's goose migrations at its root; their
+	// version table is "goose_<name>".
+	Migrations fs.FS
+	// Topics are the topics the service consumes; none runs no consumer.
+	Topics []string
+	// Setup builds the service's parts once its database is migrated.
+	Setup func(Deps) (Parts, error)
+}
+
+// Deps are the shared parts a service's Setup builds on.
+type Deps struct {
+	Pool     *pgxpool.Pool
+	Outbox   *outbox.Outbox
+	Registry *prometheus.Registry
+	Log      *slog.Logger
+}
+
+// Parts are a service's own parts.
+type Parts struct {
+	// Handler applies consumed events; required when Spec.Topics is set.
+	Handler consumer.Handler
+	// Routes adds the service's endpoints beside /healthz, /readyz and
+	// /metrics.
+	Routes func(chi.Router)
+}
+
+// Migrate creates or updates the service's tables, its outbox and its inbox
+// in the pool's database.
+func Migrate(ctx context.Context, pool *pgxpool.Pool, name string, migrations fs.FS) error {
+	if migrations != nil {
+		if err := postgres.Migrate(ctx, pool, migrations, "goose_"+name); err != nil {
+			return fmt.Errorf("%s migrations: %w", name, err)
+		}
+	}
+	if err := outbox.Migrate(ctx, pool); err != nil {
+		return fmt.Errorf("outbox migrations: %w", err)
+	}
+	if err := inbox.Migrate(ctx, pool); err != nil {
+		return fmt.Errorf("inbox migrations: %w", err)
+	}
+	return nil
+}
+
+// Run runs the service until ctx is done: it creates and migrates its
+// database, then relays its outbox, consumes its topics and serves HTTP.
+// After ctx is done it gives in-flight requests cfg.ShutdownTimeout to
+// finish, lets each partition finish the record in hand, and returns once
+// every goroutine it started has ended; nil after a clean shutdown.
+func Run(ctx context.Context, cfg Config, spec Spec, log *slog.Logger) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	log.Info("starting", "config", cfg)
+
+	dbURL, err := postgres.EnsureDatabase(ctx, cfg.PostgresURL, cfg.Database)
+	if err != nil {
+		return err
+	}
+	pool, err := postgres.Connect(ctx, dbURL, cfg.MaxConns)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	if err := Migrate(ctx, pool, cfg.Name, spec.Migrations); err != nil {
+		return err
+	}
+
+	reg := prometheus.NewRegistry()
+	ob := outbox.New(pool, outbox.Config{
+		Service:    cfg.Name,
+		Brokers:    cfg.Brokers,
+		Retention:  cfg.OutboxRetention,
+		Registerer: reg,
+	}, log)
+	parts, err := spec.Setup(Deps{Pool: pool, Outbox: ob, Registry: reg, Log: log})
+	if err != nil {
+		return err
+	}
+
+	checks := []httpserver.Check{
+		{Name: "postgres", Func: pool.Ping},
+		{Name: "relay", Func: ob.Ready},
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		if err := ob.Run(gctx); err != nil && gctx.Err() == nil {
+			return fmt.Errorf("outbox relay: %w", err)
+		}
+		return nil
+	})
+	if len(spec.Topics) > 0 {
+		if parts.Handler == nil {
+			return errors.New(cfg.Name + ": consumes topics but has no handler")
+		}
+		runner, err := consumer.New(consumer.Config{
+			Service:     cfg.Name,
+			Brokers:     cfg.Brokers,
+			Topics:      spec.Topics,
+			Handler:     parts.Handler,
+			Pool:        pool,
+			BaseBackoff: cfg.RetryBackoff,
+			AfterCommit: ob.Committed,
+			Registerer:  reg,
+		}, log)
+		if err != nil {
+			return err
+		}
+		checks = append(checks, httpserver.Check{Name: "consumer", Func: runner.Ready})
+		g.Go(func() error {
+			if err := runner.Run(gctx); err != nil && gctx.Err() == nil {
+				return fmt.Errorf("consumer: %w", err)
+			}
+			return nil
+		})
+	}
+
+	r := httpserver.NewRouter(reg, checks...)
+	if parts.Routes != nil {
+		parts.Routes(r)
+	}
+	g.Go(func() error {
+		err := httpserver.Serve(gctx, cfg.HTTPAddr, r, log, httpserver.WithShutdownTimeout(cfg.ShutdownTimeout))
+		if err != nil {
+			return fmt.Errorf("http server: %w", err)
+		}
+		return nil
+	})
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	log.Info("stopped")
+	return nil
+}
