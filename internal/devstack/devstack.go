@@ -12,13 +12,16 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"golang.org/x/sync/errgroup"
 
 	"github.com/orderflow/orderflow/pkg/config"
 	"github.com/orderflow/orderflow/pkg/events/kafka"
+	"github.com/orderflow/orderflow/pkg/service"
 	"github.com/orderflow/orderflow/services/orders"
+	"github.com/orderflow/orderflow/services/payments"
 )
 
 // EmbeddedAddr is where the embedded broker listens, as DESIGN says.
@@ -29,10 +32,44 @@ const DataDir = ".data"
 
 // Options adjust the stack; the zero value is what `make run` runs.
 type Options struct {
-	KafkaAddr string               // the embedded broker's address; default EmbeddedAddr
-	DataDir   string               // default DataDir
-	Orders    func(*orders.Config) // adjusts orders' config after the environment's
-	Logs      io.Writer            // default os.Stderr
+	KafkaAddr string // the embedded broker's address; default EmbeddedAddr
+	DataDir   string // default DataDir
+	// Configure adjusts each service's shared settings after the
+	// environment's, e.g. to move its port or database in tests.
+	Configure func(service string, c *service.Config)
+	Logs      io.Writer // default os.Stderr
+}
+
+// unit is one service of the stack, configured from the environment.
+type unit struct {
+	name    string
+	prepare func(brokers []string, configure func(*service.Config)) (run func(context.Context, *slog.Logger) error, addr string, err error)
+}
+
+// newUnit adapts a service's ConfigFromEnv and Run to a unit.
+func newUnit[C any, P interface {
+	*C
+	Shared() *service.Config
+}](name string, fromEnv func() (C, error), run func(context.Context, C, *slog.Logger) error) unit {
+	return unit{name: name, prepare: func(brokers []string, configure func(*service.Config)) (func(context.Context, *slog.Logger) error, string, error) {
+		cfg, err := fromEnv()
+		if err != nil {
+			return nil, "", err
+		}
+		shared := P(&cfg).Shared()
+		shared.Brokers = brokers
+		if configure != nil {
+			configure(shared)
+		}
+		return func(ctx context.Context, log *slog.Logger) error { return run(ctx, cfg, log) }, shared.HTTPAddr, nil
+	}}
+}
+
+// units are the services `make run` runs, in the order the banner lists
+// them.
+var units = []unit{
+	newUnit("orders", orders.ConfigFromEnv, orders.Run),
+	newUnit("payments", payments.ConfigFromEnv, payments.Run),
 }
 
 // Run starts the stack and blocks until ctx is done, then stops every
@@ -68,23 +105,38 @@ func Run(ctx context.Context, out io.Writer, opts Options) error {
 		brokers = b.Addrs()
 		log.Info("embedded kafka broker started", "addr", brokers[0], "data", dir)
 	}
-	ordersCfg, err := orders.ConfigFromEnv()
-	if err != nil {
-		return err
+
+	type prepared struct {
+		name, addr string
+		run        func(context.Context, *slog.Logger) error
 	}
-	ordersCfg.Brokers = brokers
-	if opts.Orders != nil {
-		opts.Orders(&ordersCfg)
+	var stack []prepared
+	for _, u := range units {
+		configure := func(c *service.Config) {
+			if opts.Configure != nil {
+				opts.Configure(u.name, c)
+			}
+		}
+		run, addr, err := u.prepare(brokers, configure)
+		if err != nil {
+			return err
+		}
+		stack = append(stack, prepared{u.name, addr, run})
 	}
 
 	g, gctx := errgroup.WithContext(ctx)
-	// Not a precondition: with the broker down, orders still takes orders
-	// and its relay publishes once the broker and its topics are there.
+	// Not a precondition: with the broker down, the services still start,
+	// and their relays and consumers catch up once the broker and its
+	// topics are there.
 	g.Go(func() error { kafka.EnsureTopicsRetrying(gctx, brokers, log, kafka.Topics...); return nil })
-	g.Go(func() error { return orders.Run(gctx, ordersCfg, logger("orders")) })
+	var listening [][2]string // service, address
+	for _, p := range stack {
+		listening = append(listening, [2]string{p.name, p.addr})
+		g.Go(func() error { return p.run(gctx, logger(p.name)) })
+	}
 
-	printBanner(out, ordersCfg.HTTPAddr, brokers)
-	err = g.Wait()
+	printBanner(out, listening, brokers)
+	err := g.Wait()
 	if err != nil && !errors.Is(err, context.Canceled) {
 		return err
 	}
@@ -92,20 +144,34 @@ func Run(ctx context.Context, out io.Writer, opts Options) error {
 	return nil
 }
 
-func printBanner(out io.Writer, ordersAddr string, brokers []string) {
-	base := "localhost" + ordersAddr
-	if host, port, err := net.SplitHostPort(ordersAddr); err == nil && host != "" && host != "0.0.0.0" && host != "::" {
-		base = net.JoinHostPort(host, port)
+// printBanner says where each service listens and how to place an order.
+func printBanner(out io.Writer, listening [][2]string, brokers []string) {
+	var b strings.Builder
+	b.WriteString("\nOrderflow is running (Ctrl-C stops it).\n")
+	var ordersBase string
+	for _, l := range listening {
+		base := baseURL(l[1])
+		if l[0] == "orders" {
+			ordersBase = base
+		}
+		fmt.Fprintf(&b, "  %-9s http://%s   (GET /healthz /readyz /metrics)\n", l[0], base)
 	}
-	fmt.Fprintf(out, `
-Orderflow is running (Ctrl-C stops it).
-  orders   http://%[1]s   (GET /healthz /readyz /metrics)
-  kafka    %[2]v
-
+	fmt.Fprintf(&b, "  %-9s %v\n", "kafka", brokers)
+	fmt.Fprintf(&b, `
 Place an order:
   curl -si %[1]s/orders -H 'Content-Type: application/json' -d '{"customerId":"c-42","email":"ada@example.com","items":[{"sku":"book-1","quantity":2,"unitPriceCents":1250}],"currency":"EUR","paymentToken":"tok_visa"}'
 Then follow it:
   curl -s %[1]s/orders/<id>
 
-`, base, brokers)
+`, ordersBase)
+	_, _ = io.WriteString(out, b.String())
+}
+
+// baseURL is host:port for a listen address, with localhost for an
+// unspecified host.
+func baseURL(addr string) string {
+	if host, port, err := net.SplitHostPort(addr); err == nil && host != "" && host != "0.0.0.0" && host != "::" {
+		return net.JoinHostPort(host, port)
+	}
+	return "localhost" + addr
 }

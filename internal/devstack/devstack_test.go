@@ -19,7 +19,7 @@ import (
 	"github.com/orderflow/orderflow/internal/testenv"
 	"github.com/orderflow/orderflow/pkg/events/contract"
 	"github.com/orderflow/orderflow/pkg/postgres"
-	"github.com/orderflow/orderflow/services/orders"
+	"github.com/orderflow/orderflow/pkg/service"
 )
 
 // syncBuffer is the banner's destination, read while Run writes.
@@ -49,13 +49,21 @@ func TestRunStopsPromptlyAndKeepsEvents(t *testing.T) {
 	if os.Getenv("KAFKA_BROKERS") != "" {
 		t.Skip("runs the embedded broker")
 	}
-	u, err := url.Parse(pgtest.NewDatabase(t))
-	if err != nil {
-		t.Fatal(err)
+	databases, addrs := map[string]string{}, map[string]string{}
+	var ordersURL string
+	for _, u := range units {
+		dbURL := pgtest.NewDatabase(t)
+		parsed, err := url.Parse(dbURL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		databases[u.name], addrs[u.name] = strings.TrimPrefix(parsed.Path, "/"), testenv.FreeAddr(t)
+		if u.name == "orders" {
+			ordersURL = dbURL
+		}
 	}
-	database := strings.TrimPrefix(u.Path, "/")
 	dataDir := t.TempDir()
-	httpAddr := testenv.FreeAddr(t)
+	httpAddr := addrs["orders"]
 
 	start := func() (banner *syncBuffer, stop func()) {
 		banner = &syncBuffer{}
@@ -66,8 +74,8 @@ func TestRunStopsPromptlyAndKeepsEvents(t *testing.T) {
 				KafkaAddr: "127.0.0.1:0",
 				DataDir:   dataDir,
 				Logs:      io.Discard,
-				Orders: func(c *orders.Config) {
-					c.HTTPAddr, c.Database, c.MaxConns = httpAddr, database, 4
+				Configure: func(name string, c *service.Config) {
+					c.HTTPAddr, c.Database, c.MaxConns = addrs[name], databases[name], 4
 				},
 			})
 		}()
@@ -101,7 +109,7 @@ func TestRunStopsPromptlyAndKeepsEvents(t *testing.T) {
 		t.Fatalf("POST /orders: %s", resp.Status)
 	}
 	orderID := strings.TrimPrefix(resp.Header.Get("Location"), "/orders/")
-	pool, err := postgres.Connect(context.Background(), u.String(), 2)
+	pool, err := postgres.Connect(context.Background(), ordersURL, 2)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -136,3 +136,8 @@ func (c Config) LogValue() slog.Value {
 		slog.Duration("outbox_retention", c.OutboxRetention),
 	)
 }
+
+// Shared returns c itself. A service's Config embeds Config, so every
+// service's *Config has this method: code that runs services side by side
+// (the dev stack) reaches their shared settings through it.
+func (c *Config) Shared() *Config { return c }
