@@ -1,0 +1,237 @@
+// Package servicetest runs one service for a test the way production does
+// (its Run, a fresh database, a free port, the test broker), feeds it
+// events the way other services would, and watches what it emits.
+package servicetest
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/orderflow/orderflow/internal/kafkatest"
+	"github.com/orderflow/orderflow/internal/pgtest"
+	"github.com/orderflow/orderflow/internal/testenv"
+	"github.com/orderflow/orderflow/pkg/events/contract"
+	"github.com/orderflow/orderflow/pkg/service"
+)
+
+// Config is the shared configuration of a service under test: a fresh
+// database (dropped when t ends), a free port, the broker, a small pool and
+// a 1 ms first retry backoff.
+func Config(t testing.TB, broker *kafkatest.Broker) service.Config {
+	t.Helper()
+	u, err := url.Parse(pgtest.NewDatabase(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return service.Config{
+		HTTPAddr:     testenv.FreeAddr(t),
+		PostgresURL:  pgtest.ServerURL(),
+		Database:     strings.TrimPrefix(u.Path, "/"),
+		MaxConns:     4,
+		Brokers:      broker.Addrs,
+		RetryBackoff: time.Millisecond,
+	}
+}
+
+// Pool opens a pool on the service's database, closed when t ends.
+func Pool(t testing.TB, c service.Config) *pgxpool.Pool {
+	t.Helper()
+	u, err := url.Parse(c.PostgresURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.Path = "/" + c.Database
+	pool, err := pgxpool.New(context.Background(), u.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	return pool
+}
+
+// WaitReady waits until GET base/readyz answers 200.
+func WaitReady(t testing.TB, base string) {
+	t.Helper()
+	testenv.WaitFor(t, 30*time.Second, base+"/readyz 200", func() bool {
+		resp, err := http.Get(base + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+}
+
+// GetJSON decodes GET url's body into v and returns the status code.
+func GetJSON(t testing.TB, url string, v any) int {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusOK && v != nil {
+		if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+			t.Fatalf("GET %s: %v", url, err)
+		}
+	}
+	return resp.StatusCode
+}
+
+// WaitJSON polls GET url into a fresh T until cond holds, and returns it.
+func WaitJSON[T any](t testing.TB, url string, cond func(T) bool) T {
+	t.Helper()
+	var v T
+	testenv.WaitFor(t, 30*time.Second, "GET "+url, func() bool {
+		v = *new(T)
+		resp, err := http.Get(url)
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		return resp.StatusCode == http.StatusOK && json.NewDecoder(resp.Body).Decode(&v) == nil && cond(v)
+	})
+	return v
+}
+
+// Producer writes events to the broker as their services' relays do.
+type Producer struct{ cl *kgo.Client }
+
+// NewProducer returns a producer closed when t ends.
+func NewProducer(t testing.TB, broker *kafkatest.Broker) *Producer {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(broker.Addrs...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	return &Producer{cl: cl}
+}
+
+// Produce completes ev's envelope (event, version, a new eventId, the time)
+// where empty and writes it to its topic; it returns the record value, so
+// a test can produce it again verbatim with ProduceRaw.
+func (p *Producer) Produce(t testing.TB, ev contract.Event) []byte {
+	t.Helper()
+	m := ev.Meta()
+	m.Event, m.Version = ev.Name(), 1
+	if m.EventID == "" {
+		m.EventID = uuid.Must(uuid.NewV7()).String()
+	}
+	if m.OccurredAt.IsZero() {
+		m.OccurredAt = time.Now().UTC()
+	}
+	value, err := json.Marshal(ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.ProduceRaw(t, ev, value)
+	return value
+}
+
+// ProduceRaw writes value as ev's record: key = orderId, the CloudEvents
+// headers of DESIGN.md and x-correlation-id "test-<orderId>".
+func (p *Producer) ProduceRaw(t testing.TB, ev contract.Event, value []byte) {
+	t.Helper()
+	m := ev.Meta()
+	topic, ok := contract.TopicOf(ev.Name())
+	if !ok {
+		t.Fatalf("no topic for %s", ev.Name())
+	}
+	rec := &kgo.Record{Topic: topic, Key: []byte(m.OrderID), Value: value, Headers: []kgo.RecordHeader{
+		{Key: "ce_specversion", Value: []byte("1.0")},
+		{Key: "ce_id", Value: []byte(m.EventID)},
+		{Key: "ce_type", Value: []byte(ev.Name())},
+		{Key: "ce_source", Value: []byte("orderflow/" + topic)},
+		{Key: "ce_time", Value: []byte(m.OccurredAt.Format(time.RFC3339Nano))},
+		{Key: "content-type", Value: []byte("application/json")},
+		{Key: "x-correlation-id", Value: []byte("test-" + m.OrderID)},
+	}}
+	if err := p.cl.ProduceSync(context.Background(), rec).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Record is an event a Collector saw.
+type Record struct {
+	Envelope contract.Envelope
+	Value    []byte
+	Headers  map[string]string
+}
+
+// Collector reads topics from their start and keeps each order's events
+// in the order read.
+type Collector struct {
+	mu     sync.Mutex
+	events map[string][]Record // by orderId
+}
+
+// Collect starts reading topics until t ends.
+func Collect(t testing.TB, broker *kafkatest.Broker, topics ...string) *Collector {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(broker.Addrs...), kgo.ConsumeTopics(topics...),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &Collector{events: map[string][]Record{}}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for ctx.Err() == nil {
+			cl.PollFetches(ctx).EachRecord(func(r *kgo.Record) {
+				rec := Record{Value: r.Value, Headers: map[string]string{}}
+				if json.Unmarshal(r.Value, &rec.Envelope) != nil {
+					return
+				}
+				for _, h := range r.Headers {
+					rec.Headers[h.Key] = string(h.Value)
+				}
+				c.mu.Lock()
+				c.events[rec.Envelope.OrderID] = append(c.events[rec.Envelope.OrderID], rec)
+				c.mu.Unlock()
+			})
+		}
+	}()
+	t.Cleanup(func() { cancel(); <-done; cl.Close() })
+	return c
+}
+
+// Records returns the order's events seen so far.
+func (c *Collector) Records(orderID string) []Record {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]Record(nil), c.events[orderID]...)
+}
+
+// Names returns the names of the order's events seen so far.
+func (c *Collector) Names(orderID string) []string {
+	var names []string
+	for _, r := range c.Records(orderID) {
+		names = append(names, r.Envelope.Event)
+	}
+	return names
+}
+
+// WaitLast waits until the order's events end with last and returns all
+// their names.
+func (c *Collector) WaitLast(t testing.TB, orderID, last string) []string {
+	t.Helper()
+	var names []string
+	testenv.WaitFor(t, 30*time.Second, last+" for "+orderID, func() bool {
+		names = c.Names(orderID)
+		return len(names) > 0 && names[len(names)-1] == last
+	})
+	return names
+}
