@@ -469,6 +469,12 @@ func TestAppServices(t *testing.T) {
 	if !slices.Contains(apps, "orders") {
 		t.Fatalf("%s: no service \"orders\" built from the Dockerfile (built services: %q)", composeFile, apps)
 	}
+	// Every DESIGN service that has a command runs in the stack.
+	for _, name := range sortedKeys(designPorts) {
+		if _, err := os.Stat(filepath.Join(repoRoot, "cmd", name)); err == nil && !slices.Contains(apps, name) {
+			t.Errorf("%s: cmd/%s exists but the stack does not run it; add a service %q built with SERVICE=%s", composeFile, name, name, name)
+		}
+	}
 	for _, name := range apps {
 		s := c.Services[name]
 		t.Run(name, func(t *testing.T) {
