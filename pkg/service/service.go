@@ -1,7 +1,8 @@
 // Package service runs the parts every Orderflow service shares, so that a
 // service's own package holds only its business: its database (created if
-// missing, then migrated: the service's tables, its outbox and its inbox),
-// the outbox relay, the consumer group, and the HTTP server with /healthz,
+// missing, then migrated: the service's tables, its outbox, inbox and
+// timers), the outbox relay, the consumer group, the durable-timer worker,
+// and the HTTP server with /healthz,
 // /readyz, /metrics, correlation ids and request metrics. Main turns a
 // service into a command.
 package service
@@ -21,6 +22,7 @@ import (
 	"github.com/orderflow/orderflow/pkg/events/consumer"
 	"github.com/orderflow/orderflow/pkg/events/inbox"
 	"github.com/orderflow/orderflow/pkg/events/outbox"
+	"github.com/orderflow/orderflow/pkg/events/timer"
 	"github.com/orderflow/orderflow/pkg/httpserver"
 	"github.com/orderflow/orderflow/pkg/postgres"
 )
@@ -51,10 +53,13 @@ type Parts struct {
 	// Routes adds the service's endpoints beside /healthz, /readyz and
 	// /metrics.
 	Routes func(chi.Router)
+	// Timers holds the FireFunc of each durable-timer kind the service
+	// schedules (package timer); with any, a timer worker runs.
+	Timers map[string]timer.FireFunc
 }
 
-// Migrate creates or updates the service's tables, its outbox and its inbox
-// in the pool's database.
+// Migrate creates or updates the service's tables, its outbox, its inbox
+// and its timers in the pool's database.
 func Migrate(ctx context.Context, pool *pgxpool.Pool, name string, migrations fs.FS) error {
 	if migrations != nil {
 		if err := postgres.Migrate(ctx, pool, migrations, "goose_"+name); err != nil {
@@ -66,6 +71,9 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool, name string, migrations fs
 	}
 	if err := inbox.Migrate(ctx, pool); err != nil {
 		return fmt.Errorf("inbox migrations: %w", err)
+	}
+	if err := timer.Migrate(ctx, pool); err != nil {
+		return fmt.Errorf("timer migrations: %w", err)
 	}
 	return nil
 }
@@ -106,10 +114,50 @@ func Run(ctx context.Context, cfg Config, spec Spec, log *slog.Logger) error {
 		return err
 	}
 
+	if len(spec.Topics) > 0 && parts.Handler == nil {
+		return errors.New(cfg.Name + ": consumes topics but has no handler")
+	}
+
+	// Built before anything runs, so a bad part fails the start cleanly.
+	var tw *timer.Worker
+	afterCommit := ob.Committed
+	if len(parts.Timers) > 0 {
+		tw, err = timer.New(timer.Config{
+			Service:     cfg.Name,
+			Pool:        pool,
+			Fire:        parts.Timers,
+			AfterCommit: ob.Committed,
+			Registerer:  reg,
+		}, log)
+		if err != nil {
+			return err
+		}
+		// A handler may have scheduled a timer due sooner than the
+		// worker's next check.
+		afterCommit = func() { ob.Committed(); tw.Kick() }
+	}
 	checks := []httpserver.Check{
 		{Name: "postgres", Func: pool.Ping},
 		{Name: "relay", Func: ob.Ready},
 	}
+	var runner *consumer.Runner
+	if len(spec.Topics) > 0 {
+		runner, err = consumer.New(consumer.Config{
+			Service:     cfg.Name,
+			Brokers:     cfg.Brokers,
+			Topics:      spec.Topics,
+			Handler:     parts.Handler,
+			Pool:        pool,
+			BaseBackoff: cfg.RetryBackoff,
+			AfterCommit: afterCommit,
+			Registerer:  reg,
+		}, log)
+		if err != nil {
+			return err
+		}
+		checks = append(checks, httpserver.Check{Name: "consumer", Func: runner.Ready})
+	}
+
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
 		if err := ob.Run(gctx); err != nil && gctx.Err() == nil {
@@ -117,24 +165,15 @@ func Run(ctx context.Context, cfg Config, spec Spec, log *slog.Logger) error {
 		}
 		return nil
 	})
-	if len(spec.Topics) > 0 {
-		if parts.Handler == nil {
-			return errors.New(cfg.Name + ": consumes topics but has no handler")
-		}
-		runner, err := consumer.New(consumer.Config{
-			Service:     cfg.Name,
-			Brokers:     cfg.Brokers,
-			Topics:      spec.Topics,
-			Handler:     parts.Handler,
-			Pool:        pool,
-			BaseBackoff: cfg.RetryBackoff,
-			AfterCommit: ob.Committed,
-			Registerer:  reg,
-		}, log)
-		if err != nil {
-			return err
-		}
-		checks = append(checks, httpserver.Check{Name: "consumer", Func: runner.Ready})
+	if tw != nil {
+		g.Go(func() error {
+			if err := tw.Run(gctx); err != nil && gctx.Err() == nil {
+				return fmt.Errorf("timer worker: %w", err)
+			}
+			return nil
+		})
+	}
+	if runner != nil {
 		g.Go(func() error {
 			if err := runner.Run(gctx); err != nil && gctx.Err() == nil {
 				return fmt.Errorf("consumer: %w", err)

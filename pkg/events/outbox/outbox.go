@@ -214,6 +214,21 @@ func LockKey(ctx context.Context, tx pgx.Tx, key string) error {
 	return nil
 }
 
+// TryLockKey is LockKey without the wait: it takes key's lock when no other
+// transaction holds it and reports whether it did. The lock is the same
+// (same hash), so it serializes with LockKey callers and keeps their commit
+// order. It is for transactions that handle many keys at once (package
+// timer): they skip a key that is busy and come back to it later, instead
+// of waiting behind an order transaction while holding other keys. Like
+// LockKey it assigns no transaction id, so call it before the first write.
+func TryLockKey(ctx context.Context, tx pgx.Tx, key string) (bool, error) {
+	var got bool
+	if err := tx.QueryRow(ctx, "SELECT pg_try_advisory_xact_lock(hashtextextended($1, 0))", key).Scan(&got); err != nil {
+		return false, fmt.Errorf("outbox: try lock key %s: %w", key, err)
+	}
+	return got, nil
+}
+
 // Committed tells the relay that a transaction which wrote events has
 // committed, so it publishes them now rather than at its next poll. It never
 // blocks; calls while a wake-up is pending coalesce.
