@@ -53,6 +53,20 @@
 // queue without ever blocking; a partition whose queue holds maxQueued
 // records has its fetching paused until its goroutine catches up, so a
 // partition stuck in retries neither stalls the others nor piles up memory.
+// Batching: when records of a partition queue up (the handlers are behind),
+// up to MaxBatch consecutive well-formed ones are handled in one
+// transaction: every order key of the batch locked first, in sorted order
+// (so two batches never deadlock on them, and no write precedes a lock),
+// then per record the inbox claim and the Handler. One commit then pays for
+// many records, which is what lets a service keep up with more than a few
+// hundred events a second on a disk that takes a millisecond per commit.
+// When the Handler fails on a record, the transaction rolls back, the
+// records before it are handled again in a new one, and the failing record
+// goes on alone, that failure counting as its first attempt, with its own
+// retries and dead-lettering. Any other failure (the connection, the
+// commit) rolls the batch back and its records are handled one by one.
+// Under light load batches are single records and add no latency.
+//
 // Auto-commit is disabled; each partition's goroutine commits the offset
 // after the last record it finished (kgo CommitRecords) after every batch it
 // takes from its queue and when it stops, so a crash redelivers at most one
@@ -124,6 +138,11 @@ type Config struct {
 	Handler Handler
 	Pool    *pgxpool.Pool // the service's database, with the inbox migrated
 
+	// MaxBatch is how many queued records of one partition may be handled
+	// in one transaction (see the package doc); default 100, 1 turns
+	// batching off.
+	MaxBatch int
+
 	MaxAttempts  int           // handler attempts per record; default 5
 	MaxRetryTime time.Duration // no retry starts later than this after the first attempt; default 30s
 	BaseBackoff  time.Duration // first backoff ceiling, doubling per attempt; default 100ms
@@ -143,6 +162,9 @@ type Config struct {
 }
 
 func (c *Config) setDefaults() {
+	if c.MaxBatch <= 0 {
+		c.MaxBatch = 100
+	}
 	if c.MaxAttempts <= 0 {
 		c.MaxAttempts = 5
 	}
@@ -480,14 +502,26 @@ func (s *session) consume(pc *partition) {
 			return
 		case <-pc.ready:
 		}
-		for _, rec := range s.take(pc) {
+		recs := s.take(pc)
+		for len(recs) > 0 {
 			if pc.stop.Err() != nil {
 				return
 			}
-			if !s.r.process(s, pc, rec) {
-				return // abandoned: the record is redelivered
+			n, failed, ok := s.r.processBatch(s, pc, recs)
+			if !ok {
+				return // abandoned: the records are redelivered
 			}
-			pc.last = rec
+			if n > 0 {
+				pc.last, recs = recs[n-1], recs[n:]
+			}
+			if n == 0 || failed != nil {
+				// One record on its own: not batchable, or its handler
+				// failed in the batch (that counts as its first attempt).
+				if !s.r.process(s, pc, recs[0], failed) {
+					return // abandoned: the record is redelivered
+				}
+				pc.last, recs = recs[0], recs[1:]
+			}
 		}
 		s.commit(pc)
 	}

@@ -772,3 +772,65 @@ func TestInboxPruned(t *testing.T) {
 		t.Errorf("inbox rows = %d, want 1 (the fresh one)", n)
 	}
 }
+
+// A backlog is handled in batches (one transaction for many records), with
+// a record whose handler fails once and a poison record in the middle: every
+// effect exactly once, in per-key order, the failing record's batch failure
+// counted as its first attempt, the poison record dead-lettered.
+func TestBatches(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	const keys, perKey = 10, 30
+	var recs []*kgo.Record
+	var flakyID string
+	for seq := range perKey {
+		for k := range keys {
+			orderID := fmt.Sprintf("00000000-0000-4000-8000-%012d", k)
+			value, id := placed(t, orderID, seq)
+			if k == 3 && seq == 10 {
+				flakyID = id
+			}
+			recs = append(recs, b.record(orderID, value))
+			if k == 5 && seq == 20 {
+				recs = append(recs, b.record(orderID, []byte("not json")))
+			}
+		}
+	}
+	b.produce(t, recs...) // all queued before the runner starts: batches form
+
+	var failedOnce atomic.Bool
+	h := func(ctx context.Context, tx pgx.Tx, msg consumer.Message) error {
+		if msg.Envelope.EventID == flakyID && failedOnce.CompareAndSwap(false, true) {
+			return errors.New("transient")
+		}
+		// The transaction id shows which records shared a transaction.
+		var seq struct {
+			Seq int `json:"seq"`
+		}
+		_ = json.Unmarshal(msg.Value, &seq)
+		_, err := tx.Exec(ctx, `INSERT INTO effects (event_id, order_id, seq, runner)
+			VALUES ($1, $2, $3, pg_current_xact_id()::text)`, msg.Envelope.EventID, msg.Envelope.OrderID, seq.Seq)
+		return err
+	}
+	r, reg := b.newRunner(t, h, nil)
+	start(t, r)
+
+	total := keys * perKey
+	testenv.WaitFor(t, 60*time.Second, "every effect", func() bool { return b.effects(t) == total })
+	if n := b.count(t, "SELECT count(DISTINCT event_id) FROM effects"); n != total {
+		t.Errorf("%d distinct effects of %d", n, total)
+	}
+	if n := b.count(t, "SELECT count(DISTINCT runner) FROM effects"); n >= total/2 {
+		t.Errorf("%d transactions for %d records: not batched", n, total)
+	}
+	// Per key, effects were applied in seq order.
+	if n := b.count(t, `SELECT count(*) FROM (
+		SELECT seq < lag(seq) OVER (PARTITION BY order_id ORDER BY id) AS back FROM effects) x WHERE back`); n != 0 {
+		t.Errorf("%d effects out of per-key order", n)
+	}
+	b.deadLetters(t, 1)
+	testenv.WaitFor(t, 10*time.Second, "counts", func() bool {
+		return handled(t, reg, b.topic, "ok") == total && handled(t, reg, b.topic, "retry") == 1 &&
+			handled(t, reg, b.topic, "dead") == 1
+	})
+}

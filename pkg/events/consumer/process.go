@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"time"
 
@@ -79,7 +80,8 @@ func decode(rec *kgo.Record) (Message, uuid.UUID, error) {
 // process handles one record to its end: committed, duplicate, skipped or
 // dead-lettered (true), or abandoned because the partition was stopped or
 // the runner crashed on purpose (false), in which case it is redelivered.
-func (r *Runner) process(s *session, pc *partition, rec *kgo.Record) bool {
+// prior, when not nil, is the error of an attempt already made in a batch.
+func (r *Runner) process(s *session, pc *partition, rec *kgo.Record, prior error) bool {
 	start := time.Now()
 	defer func() { r.metrics.handleSeconds.WithLabelValues(rec.Topic).Observe(time.Since(start).Seconds()) }()
 
@@ -101,8 +103,29 @@ func (r *Runner) process(s *session, pc *partition, rec *kgo.Record) bool {
 		return r.deadLetter(ctx, s.cl, pc, rec, err, 0)
 	}
 
-	for attempt := 1; ; attempt++ {
-		dup, err := r.handleOnce(ctx, msg, eventID)
+	// prior is a failed attempt made in a batch: it counts as the first.
+	attempt, err := 0, prior
+	if prior != nil {
+		attempt = 1
+	}
+	for {
+		if err != nil {
+			if pc.work.Err() != nil {
+				return false // partition lost
+			}
+			wait := r.backoff(attempt)
+			if errors.Is(err, ErrPermanent) || attempt >= r.cfg.MaxAttempts || time.Since(start)+wait > r.cfg.MaxRetryTime {
+				return r.deadLetter(ctx, s.cl, pc, rec, err, attempt)
+			}
+			r.metrics.count(rec.Topic, resultRetry)
+			log.WarnContext(ctx, "handler failed; will retry", "attempt", attempt, "retry_in", wait, "err", err)
+			if !clock.Sleep(pc.stop, wait) {
+				return false // revoked or shutting down: the next owner retries
+			}
+		}
+		attempt++
+		var dup bool
+		dup, err = r.handleOnce(ctx, msg, eventID)
 		if err == nil {
 			if dup {
 				r.metrics.count(rec.Topic, resultDuplicate)
@@ -117,18 +140,6 @@ func (r *Runner) process(s *session, pc *partition, rec *kgo.Record) bool {
 			}
 			r.metrics.count(rec.Topic, resultOK)
 			return true
-		}
-		if pc.work.Err() != nil {
-			return false // partition lost
-		}
-		wait := r.backoff(attempt)
-		if errors.Is(err, ErrPermanent) || attempt >= r.cfg.MaxAttempts || time.Since(start)+wait > r.cfg.MaxRetryTime {
-			return r.deadLetter(ctx, s.cl, pc, rec, err, attempt)
-		}
-		r.metrics.count(rec.Topic, resultRetry)
-		log.WarnContext(ctx, "handler failed; will retry", "attempt", attempt, "retry_in", wait, "err", err)
-		if !clock.Sleep(pc.stop, wait) {
-			return false // revoked or shutting down: the next owner retries
 		}
 	}
 }
@@ -214,4 +225,114 @@ func (r *Runner) deadLetter(ctx context.Context, cl *kgo.Client, pc *partition, 
 		}
 		wait = min(2*wait, 5*time.Second)
 	}
+}
+
+// processBatch handles the leading well-formed records of recs, at most
+// MaxBatch, in one transaction (see "Batching" in the package doc). It
+// returns how many it finished, n, and, when the Handler failed on recs[n],
+// that error (the caller then goes on with recs[n] as a record whose first
+// attempt failed). n = 0 with no error: fewer than two records lead the
+// queue or the batch failed otherwise; the caller handles recs[0] on its
+// own. ok is false when the runner crashed on purpose after a commit (a
+// test hook).
+func (r *Runner) processBatch(s *session, pc *partition, recs []*kgo.Record) (n int, failed error, ok bool) {
+	if r.cfg.MaxBatch < 2 || len(recs) < 2 {
+		return 0, nil, true
+	}
+	msgs := make([]Message, 0, min(len(recs), r.cfg.MaxBatch))
+	ids := make([]uuid.UUID, 0, cap(msgs))
+	for _, rec := range recs[:cap(msgs)] {
+		msg, id, err := decode(rec)
+		if err != nil {
+			break // skipped or dead-lettered on its own
+		}
+		msgs, ids = append(msgs, msg), append(ids, id)
+	}
+	if len(msgs) < 2 {
+		return 0, nil, true
+	}
+	start := time.Now()
+	dups, failedAt, err := r.handleBatch(pc.work, msgs, ids)
+	if err != nil && failedAt > 0 {
+		// The records before the failing one succeeded in the rolled-back
+		// transaction: commit them, then the caller retries the failing one.
+		failed = err
+		msgs, ids = msgs[:failedAt], ids[:failedAt]
+		dups, _, err = r.handleBatch(pc.work, msgs, ids)
+	}
+	if err != nil {
+		r.log.Debug("batch failed; handling its records one by one", "topic", pc.tp.topic,
+			"partition", pc.tp.partition, "records", len(msgs), "err", err)
+		if failedAt == 0 {
+			return 0, err, true
+		}
+		return 0, nil, true
+	}
+	if r.cfg.AfterCommit != nil {
+		r.cfg.AfterCommit()
+	}
+	each := time.Since(start).Seconds() / float64(len(msgs))
+	for i, msg := range msgs {
+		r.metrics.handleSeconds.WithLabelValues(msg.Topic).Observe(each)
+		if dups[i] {
+			r.metrics.count(msg.Topic, resultDuplicate)
+			continue
+		}
+		if r.afterCommit != nil && r.afterCommit(msg) {
+			s.crash()
+			return i, nil, false
+		}
+		r.metrics.count(msg.Topic, resultOK)
+	}
+	return len(msgs), failed, true
+}
+
+// handleBatch runs msgs in one transaction: the order keys locked in
+// sorted order first, then per message the inbox claim and, when fresh,
+// the Handler. It reports which messages were duplicates; when the Handler
+// failed, failedAt is that message's index (else -1) and the transaction
+// is rolled back.
+func (r *Runner) handleBatch(ctx context.Context, msgs []Message, ids []uuid.UUID) (dups []bool, failedAt int, err error) {
+	failedAt = -1
+	tx, err := r.cfg.Pool.Begin(ctx)
+	if err != nil {
+		return nil, -1, fmt.Errorf("begin: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			_ = tx.Rollback(context.WithoutCancel(ctx))
+		}
+	}()
+	keys := make([]string, 0, len(msgs))
+	for _, m := range msgs {
+		keys = append(keys, m.Envelope.OrderID)
+	}
+	slices.Sort(keys)
+	for _, k := range slices.Compact(keys) {
+		if err := outbox.LockKey(ctx, tx, k); err != nil {
+			return nil, -1, err
+		}
+	}
+	dups = make([]bool, len(msgs))
+	for i, msg := range msgs {
+		fresh, err := inbox.Claim(ctx, tx, ids[i], msg.Topic, msg.Partition, msg.Offset)
+		if err != nil {
+			return nil, -1, err
+		}
+		if !fresh {
+			dups[i] = true
+			continue
+		}
+		hctx := ctx
+		if msg.CorrelationID != "" {
+			hctx = correlation.WithID(ctx, msg.CorrelationID)
+		}
+		if err := r.runHandler(hctx, tx, msg); err != nil {
+			return nil, i, err
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return nil, -1, fmt.Errorf("commit: %w", err)
+	}
+	return dups, -1, nil
 }
