@@ -1,6 +1,7 @@
 package orders
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -47,6 +48,7 @@ func NewServer(pool *pgxpool.Pool, ob *outbox.Outbox, reg *prometheus.Registry, 
 func (s *api) routes(r chi.Router) {
 	r.Post("/orders", s.handleOrderCreate)
 	r.Get("/orders/{id}", s.handleOrderGet)
+	r.Post("/orders/{id}/cancel", s.handleOrderCancel)
 }
 
 // orderJSON is an order as POST /orders answers it.
@@ -61,7 +63,8 @@ type orderJSON struct {
 	CreatedAt  time.Time   `json:"createdAt"`
 }
 
-// orderDetailJSON is an order as GET /orders/{id} answers it.
+// orderDetailJSON is an order as GET /orders/{id} and POST
+// /orders/{id}/cancel answer it.
 type orderDetailJSON struct {
 	orderJSON
 	CancelReason  *string        `json:"cancelReason"` // null unless cancelled
@@ -82,6 +85,22 @@ func newOrderJSON(o Order) orderJSON {
 		ID: o.ID, Status: o.Status, CustomerID: o.CustomerID, Email: o.Email,
 		Items: o.Items, TotalCents: o.TotalCents, Currency: o.Currency, CreatedAt: o.CreatedAt,
 	}
+}
+
+func newOrderDetailJSON(o Order) orderDetailJSON {
+	d := orderDetailJSON{
+		orderJSON:     newOrderJSON(o),
+		PointsAwarded: o.PointsAwarded,
+		UpdatedAt:     o.UpdatedAt,
+		Timeline:      make([]timelineJSON, len(o.Timeline)),
+	}
+	if o.CancelReason != "" {
+		d.CancelReason = &o.CancelReason
+	}
+	for i, t := range o.Timeline {
+		d.Timeline[i] = timelineJSON(t)
+	}
+	return d
 }
 
 // IdempotencyKeyHeader names the request header that makes POST /orders safe
@@ -106,14 +125,9 @@ func (s *api) handleOrderCreate(w http.ResponseWriter, r *http.Request) {
 			detail: fmt.Sprintf("%s must be one value of 1 to %d bytes", IdempotencyKeyHeader, maxIdempotencyKey)})
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBodyBytes))
+	body, err := readBody(w, r, maxBodyBytes)
 	if err != nil {
-		if errors.As(err, new(*http.MaxBytesError)) {
-			s.writeError(w, r, &inputError{status: http.StatusRequestEntityTooLarge,
-				detail: fmt.Sprintf("the body must not exceed %d bytes", maxBodyBytes)})
-			return
-		}
-		s.writeError(w, r, &inputError{status: http.StatusBadRequest, detail: "reading the body: " + err.Error()})
+		s.writeError(w, r, err)
 		return
 	}
 	req, fieldErrs, err := decodeOrderRequest(body)
@@ -155,19 +169,64 @@ func (s *api) handleOrderGet(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	resp := orderDetailJSON{
-		orderJSON:     newOrderJSON(o),
-		PointsAwarded: o.PointsAwarded,
-		UpdatedAt:     o.UpdatedAt,
-		Timeline:      make([]timelineJSON, len(o.Timeline)),
+	httpserver.WriteJSON(w, http.StatusOK, newOrderDetailJSON(o))
+}
+
+// handleOrderCancel serves POST /orders/{id}/cancel. The body is optional:
+// {"reason": "..."}, 1 to 200 characters, default "customer_request"; a
+// body needs Content-Type application/json, as for POST /orders.
+//
+// 202 with the order (as GET answers it) once it is cancelled: by this
+// request, which emits OrderCancelled, or before, which emits nothing more
+// (a retried cancel is safe). 404 for an unknown order, 409 when it has
+// shipped or its payment failed; 400, 413, 415 or 422 for a bad body.
+// Only a 202 that cancelled writes anything.
+func (s *api) handleOrderCancel(w http.ResponseWriter, r *http.Request) {
+	id, err := uuid.Parse(chi.URLParam(r, "id"))
+	if err != nil {
+		s.writeError(w, r, ErrNotFound)
+		return
 	}
-	if o.CancelReason != "" {
-		resp.CancelReason = &o.CancelReason
+	body, err := readBody(w, r, maxCancelBodyBytes)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
 	}
-	for i, t := range o.Timeline {
-		resp.Timeline[i] = timelineJSON(t)
+	if len(bytes.TrimSpace(body)) > 0 {
+		if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
+			s.writeError(w, r, &inputError{status: http.StatusUnsupportedMediaType, detail: "Content-Type must be application/json"})
+			return
+		}
 	}
-	httpserver.WriteJSON(w, http.StatusOK, resp)
+	reason, fieldErrs, err := decodeCancelRequest(body)
+	if err != nil {
+		s.writeError(w, r, &inputError{status: http.StatusBadRequest, detail: err.Error()})
+		return
+	}
+	if len(fieldErrs) > 0 {
+		s.writeError(w, r, &inputError{status: http.StatusUnprocessableEntity,
+			detail: "the cancellation breaks the rules listed in errors", fields: fieldErrs})
+		return
+	}
+	o, err := s.store.cancelOrder(r.Context(), id, reason)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	httpserver.WriteJSON(w, http.StatusAccepted, newOrderDetailJSON(o))
+}
+
+// readBody reads the request body, refusing one over limit bytes with 413.
+func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	if err != nil {
+		if errors.As(err, new(*http.MaxBytesError)) {
+			return nil, &inputError{status: http.StatusRequestEntityTooLarge,
+				detail: fmt.Sprintf("the body must not exceed %d bytes", limit)}
+		}
+		return nil, &inputError{status: http.StatusBadRequest, detail: "reading the body: " + err.Error()}
+	}
+	return body, nil
 }
 
 // inputError is a request the handler refuses before it reaches the store.
@@ -180,10 +239,12 @@ type inputError struct {
 func (e *inputError) Error() string { return e.detail }
 
 // Problem types (RFC 9457) of the two kinds of 422, so clients can tell
-// them apart. The others are "about:blank": their status says it all.
+// them apart, and of the 409 of a cancel that comes too late. The others
+// are "about:blank": their status says it all.
 const (
 	ProblemValidation          = "urn:orderflow:problem:validation-failed"
 	ProblemIdempotencyConflict = "urn:orderflow:problem:idempotency-key-reused"
+	ProblemNotCancellable      = "urn:orderflow:problem:order-not-cancellable"
 )
 
 // writeError answers err as application/problem+json. Only server errors
@@ -199,6 +260,12 @@ func (s *api) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		}
 	case errors.Is(err, ErrNotFound):
 		p.Status, p.Detail = http.StatusNotFound, "no order has this id"
+	case errors.Is(err, ErrShipped):
+		p.Type, p.Title, p.Status = ProblemNotCancellable, "Order cannot be cancelled", http.StatusConflict
+		p.Detail = "the order has shipped: it can no longer be cancelled"
+	case errors.Is(err, ErrPaymentFailed):
+		p.Type, p.Title, p.Status = ProblemNotCancellable, "Order cannot be cancelled", http.StatusConflict
+		p.Detail = "the order's payment failed: there is nothing to cancel"
 	case errors.Is(err, ErrIdempotencyConflict):
 		p.Type, p.Title, p.Status = ProblemIdempotencyConflict, "Idempotency-Key reused", http.StatusUnprocessableEntity
 		p.Detail = "this Idempotency-Key was already used with a different request body"

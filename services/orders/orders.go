@@ -1,10 +1,16 @@
 // Package orders is the orders service: it accepts orders over HTTP and
 // announces each with an OrderPlaced event, written to its outbox in the
 // same transaction as the order, and relayed to the Kafka topic "orders".
+// It cancels orders on request (POST /orders/{id}/cancel) or when the
+// warehouse has no stock, announcing OrderCancelled the same way, and it
+// consumes the payments, warehouse and loyalty topics to keep each order's
+// status, points and timeline (consume.go says how).
 //
 // Guarantees: an order is stored if and only if its OrderPlaced event is;
 // invalid requests write nothing; one Idempotency-Key places at most one
-// order, however many times and however concurrently it is sent.
+// order, however many times and however concurrently it is sent; an
+// order's status only moves forward, and it is cancelled, with one
+// OrderCancelled event, at most once and never after it shipped.
 package orders
 
 import (
@@ -17,6 +23,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/orderflow/orderflow/pkg/config"
+	"github.com/orderflow/orderflow/pkg/events/contract"
 	"github.com/orderflow/orderflow/pkg/service"
 )
 
@@ -31,6 +38,27 @@ var (
 	// ErrIdempotencyConflict: the Idempotency-Key was used for a different
 	// request.
 	ErrIdempotencyConflict = errors.New("idempotency key already used for a different request")
+	// ErrShipped: the order has shipped, too late to cancel it.
+	ErrShipped = errors.New("order already shipped")
+	// ErrPaymentFailed: the order's payment failed, so it ended there and
+	// there is nothing to cancel.
+	ErrPaymentFailed = errors.New("order payment failed")
+)
+
+// Order statuses (DESIGN "Business rules"). An order starts placed; shipped,
+// payment_failed and cancelled are final.
+const (
+	statusPlaced        = "placed"
+	statusPaid          = "paid"
+	statusShipped       = "shipped"
+	statusPaymentFailed = "payment_failed"
+	statusCancelled     = "cancelled"
+)
+
+// Cancel reasons orders sets itself; a customer may give any other.
+const (
+	reasonCustomerRequest = "customer_request" // POST /orders/{id}/cancel without a reason
+	reasonOutOfStock      = "out_of_stock"     // after StockUnavailable
 )
 
 //go:embed migrations/*.sql
@@ -73,14 +101,17 @@ func migrationsFS() fs.FS {
 }
 
 // Run runs the service until ctx is done (see service.Run): it serves the
-// orders API and relays its outbox.
+// orders API, consumes the payments, warehouse and loyalty topics and
+// relays its outbox.
 func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	cfg.SetDefaults(serviceName, DefaultHTTPAddr)
 	return service.Run(ctx, cfg.Config, service.Spec{
 		Migrations: migrationsFS(),
+		Topics:     []string{contract.TopicPayments, contract.TopicWarehouse, contract.TopicLoyalty},
 		Setup: func(d service.Deps) (service.Parts, error) {
 			api := newAPI(d.Pool, d.Outbox, d.Log)
-			return service.Parts{Routes: api.routes}, nil
+			h := &handler{outbox: d.Outbox, log: d.Log}
+			return service.Parts{Handler: h.handle, Routes: api.routes}, nil
 		},
 	}, log)
 }

@@ -1,6 +1,7 @@
 package orders
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/json"
 	"errors"
@@ -27,6 +28,11 @@ const (
 	maxEmailChars        = 254 // RFC 5321 path limit
 	maxPaymentTokenChars = 128
 	maxIdempotencyKey    = 255
+
+	// POST /orders/{id}/cancel: 4 KiB holds any reason of 200 characters,
+	// even with every one \u-escaped.
+	maxCancelBodyBytes   = 4 << 10
+	maxCancelReasonChars = 200
 )
 
 // orderRequest is a decoded, valid POST /orders body. Its JSON encoding is
@@ -70,8 +76,9 @@ func (r orderRequest) hash() []byte {
 }
 
 var (
-	orderFields = []string{"customerId", "email", "items", "currency", "paymentToken"}
-	itemFields  = []string{"sku", "quantity", "unitPriceCents"}
+	orderFields  = []string{"customerId", "email", "items", "currency", "paymentToken"}
+	itemFields   = []string{"sku", "quantity", "unitPriceCents"}
+	cancelFields = []string{"reason"}
 )
 
 // decodeOrderRequest parses and validates a POST /orders body. It is pure, so
@@ -131,6 +138,39 @@ func decodeOrderRequest(body []byte) (orderRequest, []httpserver.FieldError, err
 	}
 
 	return req, errs, nil
+}
+
+// decodeCancelRequest parses the optional POST /orders/{id}/cancel body
+// {"reason": "..."} into the cancel reason: an empty body, {} or a null
+// reason mean customer_request. The error and the field errors are as
+// decodeOrderRequest's (HTTP 400 and 422).
+func decodeCancelRequest(body []byte) (string, []httpserver.FieldError, error) {
+	if len(bytes.TrimSpace(body)) == 0 {
+		return reasonCustomerRequest, nil, nil
+	}
+	var top map[string]json.RawMessage
+	if err := json.Unmarshal(body, &top); err != nil {
+		return "", nil, malformed(err, "the body must be a JSON object")
+	}
+	if top == nil {
+		return "", nil, errors.New("the body must be a JSON object, not null")
+	}
+	var errs []httpserver.FieldError
+	bad := func(field, msg string) { errs = append(errs, httpserver.FieldError{Field: field, Message: msg}) }
+	unknownFields(top, cancelFields, "", bad)
+
+	reason := reasonCustomerRequest
+	if raw := top["reason"]; raw != nil && string(raw) != "null" {
+		s, ok := decodeString(raw)
+		if !ok {
+			bad("reason", "must be a string")
+		} else if n := utf8.RuneCountInString(s); n < 1 || n > maxCancelReasonChars {
+			bad("reason", fmt.Sprintf("must be 1 to %d characters, or left out for %s", maxCancelReasonChars, reasonCustomerRequest))
+		} else {
+			reason = s
+		}
+	}
+	return reason, errs, nil
 }
 
 // decodeItem decodes items[i]; field errors go to bad, named under path.

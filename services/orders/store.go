@@ -187,15 +187,109 @@ func (s *Store) Order(ctx context.Context, id uuid.UUID) (Order, error) {
 	if err != nil {
 		return Order{}, err
 	}
-	timeline, err := q.ListTimeline(ctx, id)
-	if err != nil {
-		return Order{}, fmt.Errorf("list timeline of %s: %w", id, err)
-	}
-	o.Timeline = make([]TimelineEntry, len(timeline))
-	for i, t := range timeline {
-		o.Timeline[i] = TimelineEntry{Event: t.Event, EventID: t.EventID, Service: t.Service, OccurredAt: t.OccurredAt}
+	if o.Timeline, err = timeline(ctx, q, id); err != nil {
+		return Order{}, err
 	}
 	return o, nil
+}
+
+// timeline lists the order's timeline, oldest event first.
+func timeline(ctx context.Context, q *ordersdb.Queries, id uuid.UUID) ([]TimelineEntry, error) {
+	rows, err := q.ListTimeline(ctx, id)
+	if err != nil {
+		return nil, fmt.Errorf("list timeline of %s: %w", id, err)
+	}
+	entries := make([]TimelineEntry, len(rows))
+	for i, t := range rows {
+		entries[i] = TimelineEntry{Event: t.Event, EventID: t.EventID, Service: t.Service, OccurredAt: t.OccurredAt.UTC()}
+	}
+	return entries, nil
+}
+
+// cancelOrder cancels the order for reason: in one transaction it moves the
+// status to cancelled, writes the OrderCancelled event and its timeline
+// entry, and returns the order with its timeline. An order cancelled
+// already is returned as it is and nothing is written, so a retried cancel
+// is answered like the first. Otherwise ErrNotFound, ErrShipped or
+// ErrPaymentFailed, and nothing is written either.
+func (s *Store) cancelOrder(ctx context.Context, id uuid.UUID, reason string) (Order, error) {
+	var o Order
+	err := s.InTx(ctx, func(q *ordersdb.Queries, tx pgx.Tx) error {
+		// The order's lock before anything else, as the consumer takes it:
+		// a handler's OrderCancelled (StockUnavailable) and this one
+		// serialize, so only one of them finds the order cancellable, and
+		// the outbox keeps this order's events in commit order.
+		if err := outbox.LockKey(ctx, tx, id.String()); err != nil {
+			return err
+		}
+		row, err := q.CancelOrder(ctx, ordersdb.CancelOrderParams{ID: id, CancelReason: reason})
+		switch {
+		case errors.Is(err, pgx.ErrNoRows):
+			// Not cancellable: say why.
+			row, err = q.GetOrder(ctx, id)
+			if errors.Is(err, pgx.ErrNoRows) {
+				return ErrNotFound
+			}
+			if err != nil {
+				return fmt.Errorf("get order %s: %w", id, err)
+			}
+			switch row.Status {
+			case statusCancelled: // already: answered as it is
+			case statusShipped:
+				return ErrShipped
+			case statusPaymentFailed:
+				return ErrPaymentFailed
+			default:
+				return fmt.Errorf("order %s is %s but could not be cancelled", id, row.Status)
+			}
+		case err != nil:
+			return fmt.Errorf("cancel order %s: %w", id, err)
+		default:
+			if err := announceCancelled(ctx, tx, s.outbox, id, reason); err != nil {
+				return err
+			}
+		}
+		if o, err = orderFromRow(row); err != nil {
+			return err
+		}
+		o.Timeline, err = timeline(ctx, q, id)
+		return err
+	})
+	if err != nil {
+		return Order{}, err
+	}
+	return o, nil
+}
+
+// announceCancelled writes, in tx, the OrderCancelled event of an order
+// the transaction has just cancelled for reason, and its timeline entry.
+// The caller holds the order's lock (outbox.LockKey). The event's id and
+// time are set here, the time to the microsecond PostgreSQL keeps, so the
+// timeline shows the same ones as the event.
+func announceCancelled(ctx context.Context, tx pgx.Tx, ob *outbox.Outbox, orderID uuid.UUID, reason string) error {
+	ev := &contract.OrderCancelled{
+		Envelope: contract.Envelope{
+			Event:      "OrderCancelled",
+			Version:    1,
+			EventID:    uuid.Must(uuid.NewV7()).String(),
+			OrderID:    orderID.String(),
+			OccurredAt: time.Now().UTC().Truncate(time.Microsecond),
+		},
+		Reason: reason,
+	}
+	if _, err := ordersdb.New(tx).InsertTimelineEvent(ctx, ordersdb.InsertTimelineEventParams{
+		OrderID:    orderID,
+		Event:      ev.Name(),
+		EventID:    uuid.MustParse(ev.EventID),
+		Service:    serviceName,
+		OccurredAt: ev.OccurredAt,
+	}); err != nil {
+		return fmt.Errorf("insert timeline: %w", err)
+	}
+	if err := ob.Write(ctx, tx, ev); err != nil {
+		return fmt.Errorf("write OrderCancelled: %w", err)
+	}
+	return nil
 }
 
 func orderFromRow(row ordersdb.Order) (Order, error) {

@@ -28,3 +28,30 @@ SELECT event, event_id, service, occurred_at
 FROM order_timeline
 WHERE order_id = $1
 ORDER BY occurred_at, id;
+
+-- name: ApplyEvent :one
+-- Applies one consumed event to its order in one statement. The status
+-- becomes to_status only when it is one of from_statuses, so it only moves
+-- forward; cancel_reason, when given, is set with it. points_awarded is set
+-- when given. updated_at always moves, as the event joins the timeline;
+-- clock_timestamp, not now(), because the consumer's batch transaction may
+-- have begun well before this event. previous_status tells the caller
+-- whether the event moved the order. No row: orders does not know it.
+UPDATE orders AS o
+SET status         = CASE WHEN o.status = ANY (@from_statuses::text[]) THEN @to_status::text ELSE o.status END,
+    cancel_reason  = CASE WHEN o.status = ANY (@from_statuses::text[])
+                          THEN COALESCE(sqlc.narg(cancel_reason)::text, o.cancel_reason)
+                          ELSE o.cancel_reason END,
+    points_awarded = COALESCE(sqlc.narg(points_awarded)::bigint, o.points_awarded),
+    updated_at     = clock_timestamp()
+FROM (SELECT p.id, p.status FROM orders AS p WHERE p.id = @id FOR UPDATE) AS prev
+WHERE o.id = prev.id
+RETURNING prev.status AS previous_status, o.status;
+
+-- name: CancelOrder :one
+-- Cancels an order that is placed or paid; no row when it does not exist,
+-- has shipped, its payment failed or it is cancelled already.
+UPDATE orders
+SET status = 'cancelled', cancel_reason = @cancel_reason::text, updated_at = clock_timestamp()
+WHERE id = @id AND status IN ('placed', 'paid')
+RETURNING *;

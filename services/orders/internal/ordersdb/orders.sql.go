@@ -10,7 +10,89 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgtype"
 )
+
+const applyEvent = `-- name: ApplyEvent :one
+UPDATE orders AS o
+SET status         = CASE WHEN o.status = ANY ($1::text[]) THEN $2::text ELSE o.status END,
+    cancel_reason  = CASE WHEN o.status = ANY ($1::text[])
+                          THEN COALESCE($3::text, o.cancel_reason)
+                          ELSE o.cancel_reason END,
+    points_awarded = COALESCE($4::bigint, o.points_awarded),
+    updated_at     = clock_timestamp()
+FROM (SELECT p.id, p.status FROM orders AS p WHERE p.id = $5 FOR UPDATE) AS prev
+WHERE o.id = prev.id
+RETURNING prev.status AS previous_status, o.status
+`
+
+type ApplyEventParams struct {
+	FromStatuses  []string
+	ToStatus      string
+	CancelReason  pgtype.Text
+	PointsAwarded pgtype.Int8
+	ID            uuid.UUID
+}
+
+type ApplyEventRow struct {
+	PreviousStatus string
+	Status         string
+}
+
+// Applies one consumed event to its order in one statement. The status
+// becomes to_status only when it is one of from_statuses, so it only moves
+// forward; cancel_reason, when given, is set with it. points_awarded is set
+// when given. updated_at always moves, as the event joins the timeline;
+// clock_timestamp, not now(), because the consumer's batch transaction may
+// have begun well before this event. previous_status tells the caller
+// whether the event moved the order. No row: orders does not know it.
+func (q *Queries) ApplyEvent(ctx context.Context, arg ApplyEventParams) (ApplyEventRow, error) {
+	row := q.db.QueryRow(ctx, applyEvent,
+		arg.FromStatuses,
+		arg.ToStatus,
+		arg.CancelReason,
+		arg.PointsAwarded,
+		arg.ID,
+	)
+	var i ApplyEventRow
+	err := row.Scan(&i.PreviousStatus, &i.Status)
+	return i, err
+}
+
+const cancelOrder = `-- name: CancelOrder :one
+UPDATE orders
+SET status = 'cancelled', cancel_reason = $1::text, updated_at = clock_timestamp()
+WHERE id = $2 AND status IN ('placed', 'paid')
+RETURNING id, customer_id, email, items, total_cents, currency, payment_token, status, cancel_reason, points_awarded, correlation_id, created_at, updated_at
+`
+
+type CancelOrderParams struct {
+	CancelReason string
+	ID           uuid.UUID
+}
+
+// Cancels an order that is placed or paid; no row when it does not exist,
+// has shipped, its payment failed or it is cancelled already.
+func (q *Queries) CancelOrder(ctx context.Context, arg CancelOrderParams) (Order, error) {
+	row := q.db.QueryRow(ctx, cancelOrder, arg.CancelReason, arg.ID)
+	var i Order
+	err := row.Scan(
+		&i.ID,
+		&i.CustomerID,
+		&i.Email,
+		&i.Items,
+		&i.TotalCents,
+		&i.Currency,
+		&i.PaymentToken,
+		&i.Status,
+		&i.CancelReason,
+		&i.PointsAwarded,
+		&i.CorrelationID,
+		&i.CreatedAt,
+		&i.UpdatedAt,
+	)
+	return i, err
+}
 
 const claimIdempotencyKey = `-- name: ClaimIdempotencyKey :one
 INSERT INTO idempotency_keys (key, request_hash, order_id)
