@@ -78,6 +78,7 @@ type timelineJSON struct {
 	EventID    uuid.UUID `json:"eventId"`
 	Service    string    `json:"service"`
 	OccurredAt time.Time `json:"occurredAt"`
+	RecordedAt time.Time `json:"recordedAt"` // when orders saw it: how far behind it is
 }
 
 func newOrderJSON(o Order) orderJSON {

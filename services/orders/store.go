@@ -65,6 +65,7 @@ type TimelineEntry struct {
 	EventID    uuid.UUID
 	Service    string
 	OccurredAt time.Time
+	RecordedAt time.Time // when orders recorded it
 }
 
 // createOrder places the order req describes: in one transaction it inserts
@@ -201,7 +202,7 @@ func timeline(ctx context.Context, q *ordersdb.Queries, id uuid.UUID) ([]Timelin
 	}
 	entries := make([]TimelineEntry, len(rows))
 	for i, t := range rows {
-		entries[i] = TimelineEntry{Event: t.Event, EventID: t.EventID, Service: t.Service, OccurredAt: t.OccurredAt.UTC()}
+		entries[i] = TimelineEntry{Event: t.Event, EventID: t.EventID, Service: t.Service, OccurredAt: t.OccurredAt.UTC(), RecordedAt: t.RecordedAt.UTC()}
 	}
 	return entries, nil
 }

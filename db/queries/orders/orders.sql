@@ -24,7 +24,7 @@ VALUES ($1, $2, $3, $4, $5)
 ON CONFLICT (event_id) DO NOTHING;
 
 -- name: ListTimeline :many
-SELECT event, event_id, service, occurred_at
+SELECT event, event_id, service, occurred_at, recorded_at
 FROM order_timeline
 WHERE order_id = $1
 ORDER BY occurred_at, id;

@@ -41,4 +41,5 @@ type OrderTimeline struct {
 	EventID    uuid.UUID
 	Service    string
 	OccurredAt time.Time
+	RecordedAt time.Time
 }

@@ -234,7 +234,7 @@ func (q *Queries) InsertTimelineEvent(ctx context.Context, arg InsertTimelineEve
 }
 
 const listTimeline = `-- name: ListTimeline :many
-SELECT event, event_id, service, occurred_at
+SELECT event, event_id, service, occurred_at, recorded_at
 FROM order_timeline
 WHERE order_id = $1
 ORDER BY occurred_at, id
@@ -245,6 +245,7 @@ type ListTimelineRow struct {
 	EventID    uuid.UUID
 	Service    string
 	OccurredAt time.Time
+	RecordedAt time.Time
 }
 
 func (q *Queries) ListTimeline(ctx context.Context, orderID uuid.UUID) ([]ListTimelineRow, error) {
@@ -261,6 +262,7 @@ func (q *Queries) ListTimeline(ctx context.Context, orderID uuid.UUID) ([]ListTi
 			&i.EventID,
 			&i.Service,
 			&i.OccurredAt,
+			&i.RecordedAt,
 		); err != nil {
 			return nil, err
 		}
