@@ -22,6 +22,7 @@ import (
 	"github.com/orderflow/orderflow/pkg/service"
 	"github.com/orderflow/orderflow/services/orders"
 	"github.com/orderflow/orderflow/services/payments"
+	"github.com/orderflow/orderflow/services/warehouse"
 )
 
 // EmbeddedAddr is where the embedded broker listens, as DESIGN says.
@@ -70,6 +71,16 @@ func newUnit[C any, P interface {
 var units = []unit{
 	newUnit("orders", orders.ConfigFromEnv, orders.Run),
 	newUnit("payments", payments.ConfigFromEnv, payments.Run),
+	newUnit("warehouse", warehouse.ConfigFromEnv, warehouse.Run),
+}
+
+// Services names the services the stack runs.
+func Services() []string {
+	names := make([]string, len(units))
+	for i, u := range units {
+		names[i] = u.name
+	}
+	return names
 }
 
 // Run starts the stack and blocks until ctx is done, then stops every

@@ -58,6 +58,17 @@ type Parts struct {
 	Timers map[string]timer.FireFunc
 }
 
+// Sub returns the subtree dir of an embedded migrations directory, for
+// Spec.Migrations; it panics when dir is not there, which is a build
+// mistake, not a runtime condition.
+func Sub(fsys fs.FS, dir string) fs.FS {
+	sub, err := fs.Sub(fsys, dir)
+	if err != nil {
+		panic(err)
+	}
+	return sub
+}
+
 // Migrate creates or updates the service's tables, its outbox, its inbox
 // and its timers in the pool's database.
 func Migrate(ctx context.Context, pool *pgxpool.Pool, name string, migrations fs.FS) error {

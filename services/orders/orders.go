@@ -17,7 +17,6 @@ import (
 	"context"
 	"embed"
 	"errors"
-	"io/fs"
 	"log/slog"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -89,15 +88,7 @@ func ConfigFromEnv() (Config, error) {
 // Migrate creates or updates the service's tables, its outbox and its inbox
 // in the pool's database.
 func Migrate(ctx context.Context, pool *pgxpool.Pool) error {
-	return service.Migrate(ctx, pool, serviceName, migrationsFS())
-}
-
-func migrationsFS() fs.FS {
-	sub, err := fs.Sub(migrations, "migrations")
-	if err != nil {
-		panic(err) // the embedded directory is there at build time
-	}
-	return sub
+	return service.Migrate(ctx, pool, serviceName, service.Sub(migrations, "migrations"))
 }
 
 // Run runs the service until ctx is done (see service.Run): it serves the
@@ -106,7 +97,7 @@ func migrationsFS() fs.FS {
 func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	cfg.SetDefaults(serviceName, DefaultHTTPAddr)
 	return service.Run(ctx, cfg.Config, service.Spec{
-		Migrations: migrationsFS(),
+		Migrations: service.Sub(migrations, "migrations"),
 		Topics:     []string{contract.TopicPayments, contract.TopicWarehouse, contract.TopicLoyalty},
 		Setup: func(d service.Deps) (service.Parts, error) {
 			api := newAPI(d.Pool, d.Outbox, d.Log)

@@ -60,19 +60,19 @@ func (h *handler) handle(ctx context.Context, tx pgx.Tx, msg consumer.Message) e
 	switch msg.Envelope.Event {
 	case "OrderPlaced":
 		var ev contract.OrderPlaced
-		if err := decode(msg, &ev); err != nil {
+		if err := msg.Decode(&ev); err != nil {
 			return err
 		}
 		return h.orderPlaced(ctx, tx, &ev)
 	case "OrderCancelled":
 		var ev contract.OrderCancelled
-		if err := decode(msg, &ev); err != nil {
+		if err := msg.Decode(&ev); err != nil {
 			return err
 		}
 		return h.cancel(ctx, tx, ev.OrderID, ev.Reason)
 	case "StockUnavailable":
 		var ev contract.StockUnavailable
-		if err := decode(msg, &ev); err != nil {
+		if err := msg.Decode(&ev); err != nil {
 			return err
 		}
 		return h.cancel(ctx, tx, ev.OrderID, reasonOutOfStock)
@@ -81,30 +81,13 @@ func (h *handler) handle(ctx context.Context, tx pgx.Tx, msg consumer.Message) e
 	}
 }
 
-// decode decodes the record into ev. The consumer has checked it against
-// its schema, so a failure here cannot be fixed by retrying.
-func decode(msg consumer.Message, ev contract.Event) error {
-	if err := json.Unmarshal(msg.Value, ev); err != nil {
-		return fmt.Errorf("decode %s: %v: %w", msg.Envelope.Event, err, consumer.ErrPermanent)
-	}
-	return nil
-}
-
-func parseOrderID(s string) (uuid.UUID, error) {
-	id, err := uuid.Parse(s)
-	if err != nil {
-		return uuid.Nil, fmt.Errorf("orderId %q: %v: %w", s, err, consumer.ErrPermanent)
-	}
-	return id, nil
-}
-
 // orderPlaced charges the order once: a redelivered OrderPlaced finds the
 // payment row and does nothing. An order cancelled before it was placed
 // (seen in order_flags) is recorded as failed with reason
 // cancelled_before_payment and announces nothing: there is no payment to
 // fail or refund, and orders already knows it is cancelled.
 func (h *handler) orderPlaced(ctx context.Context, tx pgx.Tx, ev *contract.OrderPlaced) error {
-	orderID, err := parseOrderID(ev.OrderID)
+	orderID, err := consumer.ParseOrderID(ev.OrderID)
 	if err != nil {
 		return err
 	}
@@ -208,7 +191,7 @@ func (h *handler) countFlakyAttempt(ctx context.Context, orderID uuid.UUID) (int
 // so the later OrderPlaced charges nothing; a failed or refunded payment
 // stays as it is.
 func (h *handler) cancel(ctx context.Context, tx pgx.Tx, orderIDStr, reason string) error {
-	orderID, err := parseOrderID(orderIDStr)
+	orderID, err := consumer.ParseOrderID(orderIDStr)
 	if err != nil {
 		return err
 	}

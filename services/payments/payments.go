@@ -14,7 +14,6 @@ import (
 	"context"
 	"embed"
 	"errors"
-	"io/fs"
 	"log/slog"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -82,15 +81,7 @@ func (c Config) Validate() error {
 // Migrate creates or updates the service's tables, its outbox and its inbox
 // in the pool's database.
 func Migrate(ctx context.Context, pool *pgxpool.Pool) error {
-	return service.Migrate(ctx, pool, serviceName, migrationsFS())
-}
-
-func migrationsFS() fs.FS {
-	sub, err := fs.Sub(migrations, "migrations")
-	if err != nil {
-		panic(err) // the embedded directory is there at build time
-	}
-	return sub
+	return service.Migrate(ctx, pool, serviceName, service.Sub(migrations, "migrations"))
 }
 
 // Run runs the service until ctx is done (see service.Run): it consumes
@@ -102,7 +93,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 	return service.Run(ctx, cfg.Config, service.Spec{
-		Migrations: migrationsFS(),
+		Migrations: service.Sub(migrations, "migrations"),
 		Topics:     []string{contract.TopicOrders, contract.TopicWarehouse},
 		Setup: func(d service.Deps) (service.Parts, error) {
 			h := &handler{pool: d.Pool, outbox: d.Outbox, fraudLimitCents: cfg.FraudLimitCents, log: d.Log}

@@ -63,7 +63,9 @@
 // When the Handler fails on a record, the transaction rolls back, the
 // records before it are handled again in a new one, and the failing record
 // goes on alone, that failure counting as its first attempt, with its own
-// retries and dead-lettering. Any other failure (the connection, the
+// retries and dead-lettering. A Handler error wrapping ErrBatchConflict is
+// not a failure: the records before it commit and the next batch starts
+// with it. Any other failure (the connection, the
 // commit) rolls the batch back and its records are handled one by one.
 // Under light load batches are single records and add no latency.
 //
@@ -87,6 +89,7 @@ package consumer
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -95,6 +98,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
@@ -115,6 +119,14 @@ type Handler func(ctx context.Context, tx pgx.Tx, msg Message) error
 // (fmt.Errorf("...: %w", consumer.ErrPermanent)) to send the record to the
 // DLQ without further attempts.
 var ErrPermanent = errors.New("permanent failure")
+
+// ErrBatchConflict marks a Handler error that only says the record cannot
+// be handled safely in the batch it is in, e.g. because it would wait for a
+// row lock out of the order the Handler keeps to avoid deadlocks, and a
+// row locked by an earlier record of the batch is in the way. The records
+// before it are committed and the next batch starts with it; it is not
+// counted as a failed attempt. Alone, a record must never fail this way.
+var ErrBatchConflict = errors.New("record conflicts with its batch")
 
 // Message is one consumed record with its decoded envelope.
 type Message struct {
@@ -564,4 +576,25 @@ func (r *Runner) dlqRecord(rec *kgo.Record, cause error, attempts int) *kgo.Reco
 		kgo.RecordHeader{Key: "x-dlq-attempts", Value: fmt.Appendf(nil, "%d", attempts)},
 	)
 	return &kgo.Record{Topic: r.dlqTopic, Key: rec.Key, Value: rec.Value, Headers: hs, Timestamp: rec.Timestamp}
+}
+
+// Decode unmarshals the message's event into ev. The runner has checked the
+// event against its schema, so a failure cannot be fixed by retrying: the
+// error wraps ErrPermanent.
+func (m Message) Decode(ev contract.Event) error {
+	if err := json.Unmarshal(m.Value, ev); err != nil {
+		return fmt.Errorf("decode %s: %v: %w", m.Envelope.Event, err, ErrPermanent)
+	}
+	return nil
+}
+
+// ParseOrderID parses an event's orderId. Services key their rows by the
+// UUID; an orderId that is not one cannot be handled, so the error wraps
+// ErrPermanent.
+func ParseOrderID(s string) (uuid.UUID, error) {
+	id, err := uuid.Parse(s)
+	if err != nil {
+		return uuid.Nil, fmt.Errorf("orderId %q: %v: %w", s, err, ErrPermanent)
+	}
+	return id, nil
 }

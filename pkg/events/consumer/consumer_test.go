@@ -834,3 +834,53 @@ func TestBatches(t *testing.T) {
 			handled(t, reg, b.topic, "dead") == 1
 	})
 }
+
+// A Handler that cannot run a record behind others in its batch returns
+// ErrBatchConflict: the records before it commit, it starts the next
+// batch, and nothing counts as a failure.
+func TestBatchConflict(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	var recs []*kgo.Record
+	for seq := range 200 {
+		orderID := fmt.Sprintf("00000000-0000-4000-8000-%012d", seq%7)
+		value, _ := placed(t, orderID, seq)
+		recs = append(recs, b.record(orderID, value))
+	}
+	b.produce(t, recs...)
+
+	var conflicts atomic.Int32
+	h := func(ctx context.Context, tx pgx.Tx, msg consumer.Message) error {
+		// Every fifth record must be its transaction's first.
+		var seq struct {
+			Seq int `json:"seq"`
+		}
+		_ = json.Unmarshal(msg.Value, &seq)
+		var first bool
+		if err := tx.QueryRow(ctx, "SELECT coalesce(current_setting('test.busy', true), '') = ''").Scan(&first); err != nil {
+			return err
+		}
+		if seq.Seq%5 == 0 && !first {
+			conflicts.Add(1)
+			return fmt.Errorf("seq %d: %w", seq.Seq, consumer.ErrBatchConflict)
+		}
+		if _, err := tx.Exec(ctx, "SELECT set_config('test.busy', 'yes', true)"); err != nil {
+			return err
+		}
+		return applyEffect("")(ctx, tx, msg)
+	}
+	r, reg := b.newRunner(t, h, nil)
+	start(t, r)
+	testenv.WaitFor(t, 60*time.Second, "every effect", func() bool { return b.effects(t) == len(recs) })
+	if conflicts.Load() == 0 {
+		t.Error("no batch conflict happened: the test proves nothing")
+	}
+	testenv.WaitFor(t, 10*time.Second, "ok counted", func() bool { return handled(t, reg, b.topic, "ok") == len(recs) })
+	if n, d := handled(t, reg, b.topic, "retry"), handled(t, reg, b.topic, "dead"); n != 0 || d != 0 {
+		t.Errorf("retry %d, dead %d; want 0, 0", n, d)
+	}
+	if n := b.count(t, `SELECT count(*) FROM (
+		SELECT seq < lag(seq) OVER (PARTITION BY order_id ORDER BY id) AS back FROM effects) x WHERE back`); n != 0 {
+		t.Errorf("%d effects out of per-key order", n)
+	}
+}

@@ -263,10 +263,13 @@ func (r *Runner) processBatch(s *session, pc *partition, recs []*kgo.Record) (n 
 	if err != nil {
 		r.log.Debug("batch failed; handling its records one by one", "topic", pc.tp.topic,
 			"partition", pc.tp.partition, "records", len(msgs), "err", err)
-		if failedAt == 0 {
+		if failedAt == 0 && !errors.Is(err, ErrBatchConflict) {
 			return 0, err, true
 		}
 		return 0, nil, true
+	}
+	if errors.Is(failed, ErrBatchConflict) {
+		failed = nil // not a failure: the next batch starts with that record
 	}
 	if r.cfg.AfterCommit != nil {
 		r.cfg.AfterCommit()
