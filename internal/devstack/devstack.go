@@ -20,6 +20,7 @@ import (
 	"github.com/orderflow/orderflow/pkg/config"
 	"github.com/orderflow/orderflow/pkg/events/kafka"
 	"github.com/orderflow/orderflow/pkg/service"
+	"github.com/orderflow/orderflow/services/loyalty"
 	"github.com/orderflow/orderflow/services/orders"
 	"github.com/orderflow/orderflow/services/payments"
 	"github.com/orderflow/orderflow/services/warehouse"
@@ -72,6 +73,7 @@ var units = []unit{
 	newUnit("orders", orders.ConfigFromEnv, orders.Run),
 	newUnit("payments", payments.ConfigFromEnv, payments.Run),
 	newUnit("warehouse", warehouse.ConfigFromEnv, warehouse.Run),
+	newUnit("loyalty", loyalty.ConfigFromEnv, loyalty.Run),
 }
 
 // Services names the services the stack runs.

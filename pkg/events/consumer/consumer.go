@@ -363,9 +363,10 @@ type session struct {
 	crash   func()
 	crashed atomic.Bool // the test hook fired: commit nothing more
 
-	mu    sync.Mutex
-	parts map[topicPartition]*partition
-	wg    sync.WaitGroup
+	mu       sync.Mutex
+	parts    map[topicPartition]*partition
+	stopping bool // set by stopAll: a late assignment starts nothing
+	wg       sync.WaitGroup
 }
 
 // partition is one assigned partition's queue and goroutine.
@@ -389,6 +390,11 @@ type partition struct {
 func (s *session) assigned(_ context.Context, _ *kgo.Client, assigned map[string][]int32) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.stopping {
+		// Draining: the partitions stay uncommitted here and go to the
+		// next owner once this member has left.
+		return
+	}
 	for topic, ps := range assigned {
 		for _, p := range ps {
 			tp := topicPartition{topic, p}
@@ -439,6 +445,7 @@ func (s *session) stopPartitions(tps map[string][]int32, abandon bool) {
 
 func (s *session) stopAll() {
 	s.mu.Lock()
+	s.stopping = true
 	all := make([]*partition, 0, len(s.parts))
 	for tp, pc := range s.parts {
 		all = append(all, pc)
