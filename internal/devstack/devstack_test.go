@@ -1,7 +1,6 @@
 package devstack
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"net/http"
@@ -9,7 +8,6 @@ import (
 	"os"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -21,24 +19,6 @@ import (
 	"github.com/orderflow/orderflow/pkg/postgres"
 	"github.com/orderflow/orderflow/pkg/service"
 )
-
-// syncBuffer is the banner's destination, read while Run writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 var kafkaLine = regexp.MustCompile(`kafka +\[([0-9.:]+)\]`)
 
@@ -65,8 +45,8 @@ func TestRunStopsPromptlyAndKeepsEvents(t *testing.T) {
 	dataDir := t.TempDir()
 	httpAddr := addrs["orders"]
 
-	start := func() (banner *syncBuffer, stop func()) {
-		banner = &syncBuffer{}
+	start := func() (banner *testenv.SyncBuffer, stop func()) {
+		banner = &testenv.SyncBuffer{}
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
 		go func() {

@@ -6,6 +6,7 @@ package servicetest
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/orderflow/orderflow/internal/kafkatest"
@@ -126,6 +128,44 @@ func (p *Producer) Produce(t testing.TB, ev contract.Event) []byte {
 	value := complete(t, ev)
 	p.ProduceRaw(t, ev, value)
 	return value
+}
+
+// ProduceAt is Produce returning the record as written, with its
+// partition and offset, for WaitConsumed.
+func (p *Producer) ProduceAt(t testing.TB, ev contract.Event) *kgo.Record {
+	t.Helper()
+	rec, err := p.cl.ProduceSync(context.Background(), p.record(t, ev, complete(t, ev))).First()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rec
+}
+
+// WaitConsumed waits until group has committed offsets past every one of
+// recs (records as written, partition and offset set): each was handled,
+// passed over or dead-lettered, and so was everything before it on its
+// partition.
+func WaitConsumed(t testing.TB, broker *kafkatest.Broker, group string, recs ...*kgo.Record) {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(broker.Addrs...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	testenv.WaitFor(t, 30*time.Second, fmt.Sprintf("%s past %d records", group, len(recs)), func() bool {
+		offsets, err := adm.FetchOffsets(context.Background(), group)
+		if err != nil {
+			return false
+		}
+		for _, r := range recs {
+			o, ok := offsets.Lookup(r.Topic, r.Partition)
+			if !ok || o.At <= r.Offset {
+				return false
+			}
+		}
+		return true
+	})
 }
 
 // ProduceAll produces evs as Produce does, in one batch: the records are

@@ -4,8 +4,10 @@
 package testenv
 
 import (
+	"bytes"
 	"context"
 	"net"
+	"sync"
 	"testing"
 	"time"
 )
@@ -83,3 +85,22 @@ func (r *Running) Halt(t testing.TB) {
 
 // Done delivers the run's result once it has returned.
 func (r *Running) Done() <-chan error { return r.done }
+
+// SyncBuffer is a bytes.Buffer safe to read while another goroutine writes
+// to it, e.g. a banner or log destination.
+type SyncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *SyncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *SyncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}

@@ -54,6 +54,10 @@ type handler struct {
 	log        *slog.Logger
 }
 
+// handled are the events handle acts on, one case each; the consumer
+// passes over the rest of the topics without a transaction.
+var handled = []string{"PaymentCaptured", "OrderCancelled", "PaymentRefunded"}
+
 // handle is the consumer.Handler: it routes by event name. The runner has
 // taken the order's lock (outbox.LockKey), so a handler and the order's
 // award timer never run at once. It writes only rows of the order (its

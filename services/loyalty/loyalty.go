@@ -124,6 +124,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	return service.Run(ctx, cfg.Config, service.Spec{
 		Migrations: service.Sub(migrations, "migrations"),
 		Topics:     []string{contract.TopicPayments, contract.TopicOrders},
+		Events:     handled,
 		Setup: func(d service.Deps) (service.Parts, error) {
 			h := &handler{outbox: d.Outbox, awardDelay: cfg.AwardDelay, log: d.Log}
 			api := &api{pool: d.Pool, log: d.Log}

@@ -176,19 +176,25 @@ func orderPlaced(o Order, paymentToken string) *contract.OrderPlaced {
 // Order returns the order with its timeline, oldest event first, or
 // ErrNotFound.
 func (s *Store) Order(ctx context.Context, id uuid.UUID) (Order, error) {
-	q := ordersdb.New(s.pool)
-	row, err := q.GetOrder(ctx, id)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return Order{}, ErrNotFound
-	}
+	var o Order
+	// One snapshot for the row and its timeline: read apart, a consumer
+	// commit in between would show a timeline the row does not reflect.
+	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+		q := ordersdb.New(tx)
+		row, err := q.GetOrder(ctx, id)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return ErrNotFound
+		}
+		if err != nil {
+			return fmt.Errorf("get order %s: %w", id, err)
+		}
+		if o, err = orderFromRow(row); err != nil {
+			return err
+		}
+		o.Timeline, err = timeline(ctx, q, id)
+		return err
+	})
 	if err != nil {
-		return Order{}, fmt.Errorf("get order %s: %w", id, err)
-	}
-	o, err := orderFromRow(row)
-	if err != nil {
-		return Order{}, err
-	}
-	if o.Timeline, err = timeline(ctx, q, id); err != nil {
 		return Order{}, err
 	}
 	return o, nil

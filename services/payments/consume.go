@@ -52,6 +52,10 @@ type handler struct {
 	log             *slog.Logger
 }
 
+// handled are the events handle acts on, one case each; the consumer
+// passes over the rest of the topics without a transaction.
+var handled = []string{"OrderPlaced", "OrderCancelled", "StockUnavailable"}
+
 // handle is the consumer.Handler: it routes by event name. The runner has
 // taken the order's lock (outbox.LockKey), so one order's transactions
 // serialize and its events are published in the order they committed.

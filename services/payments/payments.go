@@ -95,6 +95,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	return service.Run(ctx, cfg.Config, service.Spec{
 		Migrations: service.Sub(migrations, "migrations"),
 		Topics:     []string{contract.TopicOrders, contract.TopicWarehouse},
+		Events:     handled,
 		Setup: func(d service.Deps) (service.Parts, error) {
 			h := &handler{pool: d.Pool, outbox: d.Outbox, fraudLimitCents: cfg.FraudLimitCents, log: d.Log}
 			api := &api{pool: d.Pool, log: d.Log}

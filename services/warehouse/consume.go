@@ -52,6 +52,10 @@ type handler struct {
 	log          *slog.Logger
 }
 
+// handled are the events handle acts on, one case each; the consumer
+// passes over the rest of the topics without a transaction.
+var handled = []string{"PaymentCaptured", "OrderCancelled"}
+
 // handle is the consumer.Handler: it routes by event name. The runner has
 // taken the order's lock (outbox.LockKey), so one order's transactions,
 // including a firing of its ship timer, serialize. Events warehouse has no
@@ -73,6 +77,31 @@ func (h *handler) handle(ctx context.Context, tx pgx.Tx, msg consumer.Message) e
 	default:
 		return nil
 	}
+}
+
+// prepare is the consumer's Prepare for a batch: it locks the stock rows of
+// every PaymentCaptured in the batch at once, in SKU order, before any
+// handler runs. The handlers then find their rows held (at or below the
+// transaction's greatest locked SKU, so lockStock takes them with NOWAIT,
+// instantly) and the batch is not split at every SKU that sorts below an
+// earlier order's; batches on other partitions wait for it as a whole, in
+// the same order, and never deadlock with it.
+func (h *handler) prepare(ctx context.Context, tx pgx.Tx, msgs []consumer.Message) error {
+	var skus []string
+	for _, msg := range msgs {
+		if msg.Envelope.Event != "PaymentCaptured" {
+			continue
+		}
+		var ev contract.PaymentCaptured
+		if err := msg.Decode(&ev); err != nil {
+			return err
+		}
+		for _, it := range ev.Items {
+			skus = append(skus, it.SKU)
+		}
+	}
+	slices.Sort(skus)
+	return lockStock(ctx, warehousedb.New(tx), slices.Compact(skus), h.defaultStock)
 }
 
 // lines adds up the quantities of items per SKU and returns the SKUs in

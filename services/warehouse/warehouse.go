@@ -136,11 +136,13 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	return service.Run(ctx, cfg.Config, service.Spec{
 		Migrations: service.Sub(migrations, "migrations"),
 		Topics:     []string{contract.TopicPayments, contract.TopicOrders},
+		Events:     handled,
 		Setup: func(d service.Deps) (service.Parts, error) {
 			h := &handler{outbox: d.Outbox, defaultStock: cfg.DefaultStock, shipDelay: cfg.ShipDelay, log: d.Log}
 			api := &api{pool: d.Pool, defaultStock: cfg.DefaultStock, log: d.Log}
 			return service.Parts{
 				Handler: h.handle,
+				Prepare: h.prepare,
 				Routes:  api.routes,
 				Timers:  map[string]timer.FireFunc{timerShip: h.ship},
 			}, nil

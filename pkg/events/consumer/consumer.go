@@ -14,6 +14,10 @@
 //     beside version 1), which a consumer that does not know it has no
 //     business handling; dead-lettering it would fill the DLQ on every
 //     rollout in which producers upgrade first.
+//   - A valid envelope of a known event the service does not handle
+//     (Config.Events): passed over without a transaction, an inbox row or
+//     a schema check, counted as result="ignored". Its schema is the
+//     business of the services that handle it, which dead-letter it.
 //   - Otherwise a transaction is begun, the order's lock taken
 //     (outbox.LockKey on the envelope's orderId, so one order's
 //     transactions in this database serialize before their first write and
@@ -56,8 +60,10 @@
 // Batching: when records of a partition queue up (the handlers are behind),
 // up to MaxBatch consecutive well-formed ones are handled in one
 // transaction: every order key of the batch locked first, in sorted order
-// (so two batches never deadlock on them, and no write precedes a lock),
-// then per record the inbox claim and the Handler. One commit then pays for
+// and in one statement (so two batches never deadlock on them, and no
+// write precedes a lock), then every eventId claimed in the inbox in one
+// statement, then Config.Prepare, then the Handler per fresh record.
+// Records of events the service ignores ride along without any of it. One commit then pays for
 // many records, which is what lets a service keep up with more than a few
 // hundred events a second on a disk that takes a millisecond per commit.
 // When the Handler fails on a record, the transaction rolls back, the
@@ -150,6 +156,22 @@ type Config struct {
 	Handler Handler
 	Pool    *pgxpool.Pool // the service's database, with the inbox migrated
 
+	// Events, when not nil, names the events Handler handles. A record of
+	// any other event (with a valid envelope) is passed over without a
+	// transaction, an inbox row or a schema check, and counted as
+	// result="ignored": a service reads whole topics but needs a few of
+	// their events, and the rest would otherwise cost a transaction each.
+	Events []string
+
+	// Prepare, when set, runs in a batch's transaction (two records or
+	// more) after the order locks and inbox claims and before the first
+	// Handler, with the batch's fresh messages in order. It is for locks
+	// the Handlers will need, taken all at once in one order (warehouse
+	// locks the batch's stock rows there), so that records of one batch do
+	// not take them one by one, out of order. An error rolls the batch back
+	// and its records are handled one by one, without Prepare.
+	Prepare func(ctx context.Context, tx pgx.Tx, msgs []Message) error
+
 	// MaxBatch is how many queued records of one partition may be handled
 	// in one transaction (see the package doc); default 100, 1 turns
 	// batching off.
@@ -214,6 +236,7 @@ type Runner struct {
 	log      *slog.Logger
 	group    string
 	dlqTopic string
+	events   map[string]bool // Config.Events; nil: every event
 	metrics  *metrics
 	client   atomic.Pointer[kgo.Client] // while Run runs, for the lag metric
 
@@ -235,6 +258,12 @@ func New(cfg Config, log *slog.Logger) (*Runner, error) {
 		log:      log.With("component", "consumer", "group", "orderflow-"+cfg.Service),
 		group:    "orderflow-" + cfg.Service,
 		dlqTopic: "dlq." + cfg.Service,
+	}
+	if cfg.Events != nil {
+		r.events = make(map[string]bool, len(cfg.Events))
+		for _, e := range cfg.Events {
+			r.events[e] = true
+		}
 	}
 	r.metrics = newMetrics(r, cfg.Registerer)
 	return r, nil

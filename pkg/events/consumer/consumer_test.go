@@ -884,3 +884,105 @@ func TestBatchConflict(t *testing.T) {
 		t.Errorf("%d effects out of per-key order", n)
 	}
 }
+
+// Batches carrying events the service does not handle (Config.Events) and
+// verbatim duplicates: the ignored records cost no inbox row, no schema
+// check and no Handler call, a duplicate inside one batch is applied once,
+// and Prepare sees every fresh record of a batch before its Handler runs.
+func TestBatchIgnoredAndDuplicates(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	const keys, perKey = 10, 20
+	var recs []*kgo.Record
+	placedN, dupN, ignoredN := 0, 0, 0
+	for seq := range perKey {
+		for k := range keys {
+			orderID := fmt.Sprintf("00000000-0000-4000-8000-%012d", k)
+			value, _ := placed(t, orderID, seq)
+			recs = append(recs, b.record(orderID, value))
+			placedN++
+			if seq%4 == 1 {
+				recs = append(recs, b.record(orderID, value)) // the same record again
+				dupN++
+			}
+			if seq%5 == 2 {
+				c := fmt.Sprintf(`{"event":"OrderCancelled","version":1,"eventId":%q,"orderId":%q,"reason":"x","occurredAt":"2026-01-01T00:00:00Z"}`,
+					uuid.NewString(), orderID)
+				if k == 0 {
+					c = fmt.Sprintf(`{"event":"OrderCancelled","version":1,"eventId":%q,"orderId":%q}`, uuid.NewString(), orderID) // fails its schema
+				}
+				recs = append(recs, b.record(orderID, []byte(c)))
+				ignoredN++
+			}
+		}
+	}
+	b.produce(t, recs...) // all queued before the runner starts: batches form
+
+	var prepares atomic.Int32
+	prepare := func(ctx context.Context, tx pgx.Tx, msgs []consumer.Message) error {
+		prepares.Add(1)
+		ids := make([]string, 0, len(msgs))
+		for _, m := range msgs {
+			if m.Envelope.Event != "OrderPlaced" {
+				return fmt.Errorf("prepare got %s", m.Envelope.Event)
+			}
+			ids = append(ids, m.Envelope.EventID)
+		}
+		_, err := tx.Exec(ctx, "SELECT set_config('test.prepared', $1, true)", strings.Join(ids, ","))
+		return err
+	}
+	h := func(ctx context.Context, tx pgx.Tx, msg consumer.Message) error {
+		var seq struct {
+			Seq int `json:"seq"`
+		}
+		_ = json.Unmarshal(msg.Value, &seq)
+		// runner says whether Prepare saw this record in its transaction.
+		_, err := tx.Exec(ctx, `INSERT INTO effects (event_id, order_id, seq, runner)
+			VALUES ($1, $2, $3, CASE WHEN position($4::text IN coalesce(current_setting('test.prepared', true), '')) > 0
+				THEN 'prepared' ELSE 'alone' END)`, msg.Envelope.EventID, msg.Envelope.OrderID, seq.Seq, msg.Envelope.EventID)
+		return err
+	}
+	r, reg := b.newRunner(t, h, func(c *consumer.Config) {
+		c.Events = []string{"OrderPlaced"}
+		c.Prepare = prepare
+	})
+	start(t, r)
+
+	defer func() {
+		if t.Failed() {
+			t.Logf("ok %d/%d, duplicate %d/%d, ignored %d/%d, retry %d, dead %d", handled(t, reg, b.topic, "ok"), placedN,
+				handled(t, reg, b.topic, "duplicate"), dupN, handled(t, reg, b.topic, "ignored"), ignoredN,
+				handled(t, reg, b.topic, "retry"), handled(t, reg, b.topic, "dead"))
+		}
+	}()
+	testenv.WaitFor(t, 60*time.Second, "every record counted", func() bool {
+		return handled(t, reg, b.topic, "ok") == placedN && handled(t, reg, b.topic, "duplicate") == dupN &&
+			handled(t, reg, b.topic, "ignored") == ignoredN
+	})
+	if n := b.effects(t); n != placedN {
+		t.Errorf("%d effects, want %d", n, placedN)
+	}
+	if n := b.count(t, "SELECT count(*) FROM processed_events"); n != placedN {
+		t.Errorf("%d inbox rows, want %d: ignored records left rows", n, placedN)
+	}
+	if n := b.count(t, "SELECT count(*) FROM effects WHERE runner = 'prepared'"); n < placedN/2 {
+		t.Errorf("only %d of %d effects ran after a Prepare that saw them", n, placedN)
+	}
+	if prepares.Load() == 0 {
+		t.Error("Prepare never ran: no batch formed")
+	}
+	if n := b.count(t, `SELECT count(*) FROM (
+		SELECT seq < lag(seq) OVER (PARTITION BY order_id ORDER BY id) AS back FROM effects) x WHERE back`); n != 0 {
+		t.Errorf("%d effects out of per-key order", n)
+	}
+	if d := handled(t, reg, b.topic, "dead"); d != 0 {
+		t.Errorf("%d dead letters: an ignored event's schema was checked", d)
+	}
+
+	// Alone (nothing queued behind it), an ignored record is passed over too.
+	orderID := uuid.NewString()
+	b.produce(t, b.record(orderID, []byte(fmt.Sprintf(`{"event":"PaymentFailed","version":1,"eventId":%q,"orderId":%q}`, uuid.NewString(), orderID))))
+	testenv.WaitFor(t, 20*time.Second, "the lone record ignored", func() bool {
+		return handled(t, reg, b.topic, "ignored") == ignoredN+1
+	})
+}

@@ -21,11 +21,11 @@ func newMetrics(r *Runner, reg prometheus.Registerer) *metrics {
 	m := &metrics{
 		handled: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "orderflow_consumer_handled_total",
-			Help: "Records handled by the consumer, by topic and result (ok, duplicate, retry, dead, skipped).",
+			Help: "Records handled by the consumer, by topic and result (ok, duplicate, retry, dead, skipped, ignored).",
 		}, []string{"topic", "result"}),
 		handleSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "orderflow_consumer_handle_seconds",
-			Help:    "Time from picking a record up to finishing it (committed, duplicate, skipped or dead-lettered), retries included.",
+			Help:    "Time from picking a record up to finishing it (committed, duplicate, skipped, ignored or dead-lettered), retries included.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 18), // 0.5 ms .. ~65 s
 		}, []string{"topic"}),
 		lag: prometheus.NewDesc("orderflow_consumer_lag",

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"slices"
 	"strings"
 	"time"
 
@@ -28,16 +27,22 @@ const (
 	resultRetry     = "retry"
 	resultDead      = "dead"
 	resultSkipped   = "skipped"
+	resultIgnored   = "ignored"
 )
 
 // errSkip marks a valid envelope of an event or version without a schema
-// here (see the package doc).
-var errSkip = errors.New("unknown event from a newer producer")
+// here, errIgnored one of an event the service does not handle (see the
+// package doc).
+var (
+	errSkip    = errors.New("unknown event from a newer producer")
+	errIgnored = errors.New("event not handled by this service")
+)
 
-// decode checks rec's envelope and schema. It returns errSkip for an
-// unknown event with a valid envelope, and any other error for a record
-// that belongs in the DLQ at once.
-func decode(rec *kgo.Record) (Message, uuid.UUID, error) {
+// decode checks rec's envelope and, for an event the service handles, its
+// schema. It returns errSkip for an unknown event and errIgnored for one
+// not in Config.Events, both with a valid envelope, and any other error for
+// a record that belongs in the DLQ at once.
+func (r *Runner) decode(rec *kgo.Record) (Message, uuid.UUID, error) {
 	hs := headerMap(rec.Headers)
 	msg := Message{
 		Topic: rec.Topic, Partition: rec.Partition, Offset: rec.Offset,
@@ -71,6 +76,9 @@ func decode(rec *kgo.Record) (Message, uuid.UUID, error) {
 	if !contract.Known(env.Event, env.Version) {
 		return msg, id, errSkip
 	}
+	if r.events != nil && !r.events[env.Event] {
+		return msg, id, errIgnored
+	}
 	if err := contract.Validate(env.Event, env.Version, rec.Value); err != nil {
 		return msg, id, err
 	}
@@ -85,7 +93,7 @@ func (r *Runner) process(s *session, pc *partition, rec *kgo.Record, prior error
 	start := time.Now()
 	defer func() { r.metrics.handleSeconds.WithLabelValues(rec.Topic).Observe(time.Since(start).Seconds()) }()
 
-	msg, eventID, err := decode(rec)
+	msg, eventID, err := r.decode(rec)
 	ctx := pc.work
 	if msg.CorrelationID != "" {
 		ctx = correlation.WithID(ctx, msg.CorrelationID)
@@ -98,6 +106,9 @@ func (r *Runner) process(s *session, pc *partition, rec *kgo.Record, prior error
 	case errors.Is(err, errSkip):
 		log.InfoContext(ctx, "skipping unknown event", "event", msg.Envelope.Event, "version", msg.Envelope.Version)
 		r.metrics.count(rec.Topic, resultSkipped)
+		return true
+	case errors.Is(err, errIgnored):
+		r.metrics.count(rec.Topic, resultIgnored)
 		return true
 	case err != nil:
 		return r.deadLetter(ctx, s.cl, pc, rec, err, 0)
@@ -228,41 +239,41 @@ func (r *Runner) deadLetter(ctx context.Context, cl *kgo.Client, pc *partition, 
 }
 
 // processBatch handles the leading well-formed records of recs, at most
-// MaxBatch, in one transaction (see "Batching" in the package doc). It
-// returns how many it finished, n, and, when the Handler failed on recs[n],
-// that error (the caller then goes on with recs[n] as a record whose first
-// attempt failed). n = 0 with no error: fewer than two records lead the
-// queue or the batch failed otherwise; the caller handles recs[0] on its
-// own. ok is false when the runner crashed on purpose after a commit (a
-// test hook).
+// MaxBatch, in one transaction (see "Batching" in the package doc); records
+// of events the service does not handle (Config.Events) ride along without
+// touching the database. It returns how many it finished, n, and, when the
+// Handler failed on recs[n], that error (the caller then goes on with
+// recs[n] as a record whose first attempt failed). n = 0 with no error:
+// fewer than two records lead the queue or the batch failed otherwise; the
+// caller handles recs[0] on its own. ok is false when the runner crashed on
+// purpose after a commit (a test hook).
 func (r *Runner) processBatch(s *session, pc *partition, recs []*kgo.Record) (n int, failed error, ok bool) {
 	if r.cfg.MaxBatch < 2 || len(recs) < 2 {
 		return 0, nil, true
 	}
-	msgs := make([]Message, 0, min(len(recs), r.cfg.MaxBatch))
-	ids := make([]uuid.UUID, 0, cap(msgs))
-	for _, rec := range recs[:cap(msgs)] {
-		msg, id, err := decode(rec)
-		if err != nil {
+	b := batch{msgs: make([]Message, 0, min(len(recs), r.cfg.MaxBatch))}
+	for _, rec := range recs[:cap(b.msgs)] {
+		msg, id, err := r.decode(rec)
+		if err != nil && !errors.Is(err, errIgnored) {
 			break // skipped or dead-lettered on its own
 		}
-		msgs, ids = append(msgs, msg), append(ids, id)
+		b.add(msg, id, err != nil)
 	}
-	if len(msgs) < 2 {
+	if len(b.msgs) < 2 {
 		return 0, nil, true
 	}
 	start := time.Now()
-	dups, failedAt, err := r.handleBatch(pc.work, msgs, ids)
+	dups, failedAt, err := r.handleBatch(pc.work, b)
 	if err != nil && failedAt > 0 {
 		// The records before the failing one succeeded in the rolled-back
 		// transaction: commit them, then the caller retries the failing one.
 		failed = err
-		msgs, ids = msgs[:failedAt], ids[:failedAt]
-		dups, _, err = r.handleBatch(pc.work, msgs, ids)
+		b = b.prefix(failedAt)
+		dups, _, err = r.handleBatch(pc.work, b)
 	}
 	if err != nil {
 		r.log.Debug("batch failed; handling its records one by one", "topic", pc.tp.topic,
-			"partition", pc.tp.partition, "records", len(msgs), "err", err)
+			"partition", pc.tp.partition, "records", len(b.msgs), "err", err)
 		if failedAt == 0 && !errors.Is(err, ErrBatchConflict) {
 			return 0, err, true
 		}
@@ -271,13 +282,17 @@ func (r *Runner) processBatch(s *session, pc *partition, recs []*kgo.Record) (n 
 	if errors.Is(failed, ErrBatchConflict) {
 		failed = nil // not a failure: the next batch starts with that record
 	}
-	if r.cfg.AfterCommit != nil {
+	if r.cfg.AfterCommit != nil && len(b.work) > 0 {
 		r.cfg.AfterCommit()
 	}
-	each := time.Since(start).Seconds() / float64(len(msgs))
-	for i, msg := range msgs {
+	each := time.Since(start).Seconds() / float64(len(b.msgs))
+	for i, msg := range b.msgs {
 		r.metrics.handleSeconds.WithLabelValues(msg.Topic).Observe(each)
-		if dups[i] {
+		switch {
+		case b.ignored[i]:
+			r.metrics.count(msg.Topic, resultIgnored)
+			continue
+		case dups[i]:
 			r.metrics.count(msg.Topic, resultDuplicate)
 			continue
 		}
@@ -287,16 +302,45 @@ func (r *Runner) processBatch(s *session, pc *partition, recs []*kgo.Record) (n 
 		}
 		r.metrics.count(msg.Topic, resultOK)
 	}
-	return len(msgs), failed, true
+	return len(b.msgs), failed, true
 }
 
-// handleBatch runs msgs in one transaction: the order keys locked in
-// sorted order first, then per message the inbox claim and, when fresh,
-// the Handler. It reports which messages were duplicates; when the Handler
-// failed, failedAt is that message's index (else -1) and the transaction
-// is rolled back.
-func (r *Runner) handleBatch(ctx context.Context, msgs []Message, ids []uuid.UUID) (dups []bool, failedAt int, err error) {
+// batch is the records of one batch transaction.
+type batch struct {
+	msgs    []Message
+	ids     []uuid.UUID
+	ignored []bool // msgs[i] is an event the service does not handle
+	work    []int  // indexes of the others, in order
+}
+
+func (b *batch) add(msg Message, id uuid.UUID, ignored bool) {
+	if !ignored {
+		b.work = append(b.work, len(b.msgs))
+	}
+	b.msgs, b.ids, b.ignored = append(b.msgs, msg), append(b.ids, id), append(b.ignored, ignored)
+}
+
+// prefix is the batch of the first n records.
+func (b batch) prefix(n int) batch {
+	var p batch
+	for i := range n {
+		p.add(b.msgs[i], b.ids[i], b.ignored[i])
+	}
+	return p
+}
+
+// handleBatch runs b in one transaction: the order keys of its handled
+// records locked in sorted order first (one statement), their eventIds
+// claimed in the inbox (one statement), then Config.Prepare with the fresh
+// ones and the Handler for each fresh one in order. It reports which
+// messages were duplicates; when the Handler failed, failedAt is that
+// message's index (else -1) and the transaction is rolled back.
+func (r *Runner) handleBatch(ctx context.Context, b batch) (dups []bool, failedAt int, err error) {
 	failedAt = -1
+	dups = make([]bool, len(b.msgs))
+	if len(b.work) == 0 {
+		return dups, -1, nil
+	}
 	tx, err := r.cfg.Pool.Begin(ctx)
 	if err != nil {
 		return nil, -1, fmt.Errorf("begin: %w", err)
@@ -306,26 +350,38 @@ func (r *Runner) handleBatch(ctx context.Context, msgs []Message, ids []uuid.UUI
 			_ = tx.Rollback(context.WithoutCancel(ctx))
 		}
 	}()
-	keys := make([]string, 0, len(msgs))
-	for _, m := range msgs {
+	keys := make([]string, 0, len(b.work))
+	entries := make([]inbox.Entry, 0, len(b.work))
+	for _, i := range b.work {
+		m := b.msgs[i]
 		keys = append(keys, m.Envelope.OrderID)
+		entries = append(entries, inbox.Entry{EventID: b.ids[i], Topic: m.Topic, Partition: m.Partition, Offset: m.Offset})
 	}
-	slices.Sort(keys)
-	for _, k := range slices.Compact(keys) {
-		if err := outbox.LockKey(ctx, tx, k); err != nil {
-			return nil, -1, err
-		}
+	if err := outbox.LockKeys(ctx, tx, keys); err != nil {
+		return nil, -1, err
 	}
-	dups = make([]bool, len(msgs))
-	for i, msg := range msgs {
-		fresh, err := inbox.Claim(ctx, tx, ids[i], msg.Topic, msg.Partition, msg.Offset)
-		if err != nil {
-			return nil, -1, err
-		}
-		if !fresh {
+	fresh, err := inbox.ClaimAll(ctx, tx, entries)
+	if err != nil {
+		return nil, -1, err
+	}
+	todo := make([]Message, 0, len(b.work))
+	for j, i := range b.work {
+		if fresh[j] {
+			todo = append(todo, b.msgs[i])
+		} else {
 			dups[i] = true
+		}
+	}
+	if r.cfg.Prepare != nil && len(todo) > 0 {
+		if err := r.cfg.Prepare(ctx, tx, todo); err != nil {
+			return nil, -1, fmt.Errorf("prepare: %w", err)
+		}
+	}
+	for _, i := range b.work {
+		if dups[i] {
 			continue
 		}
+		msg := b.msgs[i]
 		hctx := ctx
 		if msg.CorrelationID != "" {
 			hctx = correlation.WithID(ctx, msg.CorrelationID)

@@ -76,6 +76,43 @@ func Claim(ctx context.Context, tx pgx.Tx, eventID uuid.UUID, topic string, part
 	return n == 1, nil
 }
 
+// Entry is one event to claim with ClaimAll, and where it was read.
+type Entry struct {
+	EventID   uuid.UUID
+	Topic     string
+	Partition int32
+	Offset    int64
+}
+
+// ClaimAll is Claim for many events in one statement, in tx: fresh[i]
+// reports whether entries[i] was new. An eventId that appears twice is
+// fresh only the first time.
+func ClaimAll(ctx context.Context, tx pgx.Tx, entries []Entry) (fresh []bool, err error) {
+	p := inboxdb.ClaimAllParams{
+		EventIds:   make([]uuid.UUID, len(entries)),
+		Topics:     make([]string, len(entries)),
+		Partitions: make([]int32, len(entries)),
+		Offsets:    make([]int64, len(entries)),
+	}
+	for i, e := range entries {
+		p.EventIds[i], p.Topics[i], p.Partitions[i], p.Offsets[i] = e.EventID, e.Topic, e.Partition, e.Offset
+	}
+	ids, err := inboxdb.New(tx).ClaimAll(ctx, p)
+	if err != nil {
+		return nil, fmt.Errorf("inbox: claim %d events: %w", len(entries), err)
+	}
+	claimed := make(map[uuid.UUID]bool, len(ids))
+	for _, id := range ids {
+		claimed[id] = true
+	}
+	fresh = make([]bool, len(entries))
+	for i, e := range entries {
+		fresh[i] = claimed[e.EventID]
+		delete(claimed, e.EventID) // a repeat is not fresh
+	}
+	return fresh, nil
+}
+
 // Prune deletes the rows of events processed before cutoff, in batches of
 // 10,000, and returns how many it deleted. Callers pass
 // time.Now().Add(-DefaultRetention) or their own longer window.

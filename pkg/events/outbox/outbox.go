@@ -42,6 +42,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -210,6 +211,21 @@ func prepare(e contract.Event, now time.Time) (outboxdb.InsertEventParams, error
 func LockKey(ctx context.Context, tx pgx.Tx, key string) error {
 	if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", key); err != nil {
 		return fmt.Errorf("outbox: lock key %s: %w", key, err)
+	}
+	return nil
+}
+
+// LockKeys is LockKey for many keys in one round trip: it takes their
+// locks one after the other in byte order (sorting and deduplicating keys in
+// place), the order every multi-key caller keeps, so two such transactions
+// never deadlock on each other.
+func LockKeys(ctx context.Context, tx pgx.Tx, keys []string) error {
+	slices.Sort(keys)
+	keys = slices.Compact(keys)
+	// unnest yields the array in order and the aggregate consumes the rows
+	// as they come, so the locks are taken in the array's order.
+	if _, err := tx.Exec(ctx, "SELECT count(pg_advisory_xact_lock(hashtextextended(k, 0))) FROM unnest($1::text[]) AS k", keys); err != nil {
+		return fmt.Errorf("outbox: lock %d keys: %w", len(keys), err)
 	}
 	return nil
 }

@@ -41,6 +41,48 @@ func (q *Queries) Claim(ctx context.Context, arg ClaimParams) (int64, error) {
 	return result.RowsAffected(), nil
 }
 
+const claimAll = `-- name: ClaimAll :many
+INSERT INTO processed_events (event_id, topic, partition, "offset")
+SELECT unnest($1::uuid[]), unnest($2::text[]), unnest($3::int[]), unnest($4::bigint[])
+ON CONFLICT (event_id) DO NOTHING
+RETURNING event_id
+`
+
+type ClaimAllParams struct {
+	EventIds   []uuid.UUID
+	Topics     []string
+	Partitions []int32
+	Offsets    []int64
+}
+
+// Claim for many events in one statement: returns the eventIds that were
+// new. An eventId given twice is claimed once (the second conflicts with
+// the first).
+func (q *Queries) ClaimAll(ctx context.Context, arg ClaimAllParams) ([]uuid.UUID, error) {
+	rows, err := q.db.Query(ctx, claimAll,
+		arg.EventIds,
+		arg.Topics,
+		arg.Partitions,
+		arg.Offsets,
+	)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []uuid.UUID
+	for rows.Next() {
+		var event_id uuid.UUID
+		if err := rows.Scan(&event_id); err != nil {
+			return nil, err
+		}
+		items = append(items, event_id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const prune = `-- name: Prune :execrows
 DELETE FROM processed_events
 WHERE event_id IN (

@@ -102,15 +102,18 @@ func (q *Queries) FirstSince(ctx context.Context, since time.Time) (FirstSinceRo
 }
 
 const heldBack = `-- name: HeldBack :one
-SELECT EXISTS (
-    SELECT 1 FROM outbox
-    WHERE (outbox.txid, outbox.id) > (SELECT c.txid, c.id FROM outbox_cursor c)
-      AND outbox.txid >= pg_snapshot_xmin(pg_current_snapshot())
-)::bool AS held_back
+SELECT coalesce((
+    SELECT o.txid >= pg_snapshot_xmin(pg_current_snapshot()) FROM outbox o
+    WHERE (o.txid, o.id) > (SELECT c.txid, c.id FROM outbox_cursor c)
+    ORDER BY o.txid, o.id
+    LIMIT 1
+), false)::bool AS held_back
 `
 
 // Whether committed rows wait behind a transaction still running: the relay
 // then looks again soon instead of waiting for a wake-up that may not come.
+// The first row after the cursor, read in index order, decides: written
+// as EXISTS the planner may scan the whole table when none is left.
 func (q *Queries) HeldBack(ctx context.Context) (bool, error) {
 	row := q.db.QueryRow(ctx, heldBack)
 	var held_back bool
