@@ -8,8 +8,10 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/url"
+	"os"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -84,6 +86,17 @@ func startChoreography(b *testing.B) *choreography {
 	return c
 }
 
+// skus is how many SKUs the benchmark's orders pick from (one each,
+// uniformly): few enough that every stock row is hot and warehouse's
+// batches on different partitions wait for each other's SKU locks.
+// BENCH_SKUS overrides it, to see what the contention costs.
+var skus = func() int {
+	if n, err := strconv.Atoi(os.Getenv("BENCH_SKUS")); err == nil && n > 0 {
+		return n
+	}
+	return 100
+}()
+
 // load posts orders at rate per second for d (open loop: a request is due
 // every 1/rate whether or not earlier ones have answered) and returns each
 // order's id with the time its 201 arrived, and the rate achieved.
@@ -103,7 +116,7 @@ func (c *choreography) load(b *testing.B, rate int, d time.Duration) (map[string
 			defer wg.Done()
 			for range due {
 				body := fmt.Sprintf(`{"customerId":"c-%d","email":"ada@example.com","items":[{"sku":"sku-%d","quantity":1,"unitPriceCents":%d}],"currency":"EUR","paymentToken":"tok_visa"}`,
-					rand.N(1000), rand.N(100), 100+rand.N(10000))
+					rand.N(1000), rand.N(skus), 100+rand.N(10000))
 				resp, err := client.Post(c.urls["orders"]+"/orders", "application/json", strings.NewReader(body))
 				if err != nil {
 					b.Error(err)

@@ -155,7 +155,7 @@ func Run(ctx context.Context, cfg Config, spec Spec, log *slog.Logger) error {
 		// one and the worker, sleeping until the earliest, needs no
 		// wake-up; into an empty queue it is found within the worker's
 		// MaxPoll (1 s). Kicking per commit cost a timer pass per
-		// transaction and halved the choreography's throughput.
+		// transaction (see README "Benchmarks").
 	}
 	checks := []httpserver.Check{
 		{Name: "postgres", Func: pool.Ping},
