@@ -37,6 +37,7 @@
 package outbox
 
 import (
+	"cmp"
 	"context"
 	"embed"
 	"encoding/json"
@@ -71,6 +72,10 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool) error {
 type Config struct {
 	Service string   // e.g. "orders"; records carry ce_source "orderflow/<service>"
 	Brokers []string // Kafka seed brokers
+
+	// Publisher, when set, relays the rows instead of Kafka (Brokers is
+	// then unused): e.g. the email service's tasks to RabbitMQ.
+	Publisher Publisher
 
 	BatchSize  int           // rows per relay batch; default 5000
 	Retention  time.Duration // published rows are kept this long; default 7 days
@@ -155,6 +160,55 @@ func (o *Outbox) Write(ctx context.Context, tx pgx.Tx, events ...contract.Event)
 	for _, p := range rows {
 		if err := q.InsertEvent(ctx, p); err != nil {
 			return fmt.Errorf("outbox: insert %s: %w", p.EventType, err)
+		}
+	}
+	return nil
+}
+
+// Message is an outbox row as a Publisher sends it, and as WriteMessage
+// writes one that is not a Kafka event of the contract.
+type Message struct {
+	EventID       uuid.UUID // the message's id, unique in the outbox
+	Topic         string    // where it goes: a Kafka topic, an exchange
+	Key           string    // the orderId
+	Type          string    // e.g. "SendEmail"
+	Payload       []byte    // published byte for byte
+	CorrelationID string    // WriteMessage: from ctx when empty
+	Traceparent   string    // WriteMessage: from ctx when empty
+	OccurredAt    time.Time // WriteMessage: now when zero
+}
+
+// Publisher sends outbox rows to a broker (Config.Publisher).
+type Publisher interface {
+	// Publish sends msgs in order and returns how many, from the first,
+	// the broker confirmed; the relay moves its cursor past those only and
+	// sends the rest again.
+	Publish(ctx context.Context, msgs []Message) (confirmed int, err error)
+	// Ready reports whether the broker answers.
+	Ready(ctx context.Context) error
+}
+
+// WriteMessage inserts messages that are not events of the contract (so
+// not schema-checked here: the caller validates them) in tx, to be relayed
+// like events. Use it with a Config.Publisher.
+func (o *Outbox) WriteMessage(ctx context.Context, tx pgx.Tx, msgs ...Message) error {
+	q := outboxdb.New(tx)
+	now := time.Now().UTC()
+	for _, m := range msgs {
+		if m.EventID == uuid.Nil || m.Topic == "" || m.Type == "" {
+			return fmt.Errorf("outbox: message %q to %q of type %q: id, topic and type are required", m.EventID, m.Topic, m.Type)
+		}
+		p := outboxdb.InsertEventParams{
+			EventID: m.EventID, Topic: m.Topic, Key: m.Key, EventType: m.Type, Payload: m.Payload,
+			CorrelationID: cmp.Or(m.CorrelationID, correlation.ID(ctx)),
+			Traceparent:   cmp.Or(m.Traceparent, correlation.Traceparent(ctx)),
+			OccurredAt:    m.OccurredAt,
+		}
+		if p.OccurredAt.IsZero() {
+			p.OccurredAt = now
+		}
+		if err := q.InsertEvent(ctx, p); err != nil {
+			return fmt.Errorf("outbox: insert %s: %w", m.Type, err)
 		}
 	}
 	return nil

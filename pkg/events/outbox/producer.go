@@ -14,6 +14,29 @@ import (
 // shutdownAckWait is how long a stopping relay waits for acks in flight.
 const shutdownAckWait = 2 * time.Second
 
+// publisher is what a relay term publishes with: the Kafka producer, or a
+// Config.Publisher.
+type publisher interface {
+	publish(ctx context.Context, source string, rows []outboxdb.PendingBatchRow) (int, error)
+	close()
+}
+
+// external adapts a Config.Publisher.
+type external struct{ p Publisher }
+
+func (e external) publish(ctx context.Context, _ string, rows []outboxdb.PendingBatchRow) (int, error) {
+	msgs := make([]Message, len(rows))
+	for i, r := range rows {
+		msgs[i] = Message{
+			EventID: r.EventID, Topic: r.Topic, Key: r.Key, Type: r.EventType, Payload: r.Payload,
+			CorrelationID: r.CorrelationID, Traceparent: r.Traceparent, OccurredAt: r.OccurredAt,
+		}
+	}
+	return e.p.Publish(ctx, msgs)
+}
+
+func (external) close() {}
+
 // producer is the relay's one idempotent Kafka producer.
 type producer struct {
 	cl *kgo.Client

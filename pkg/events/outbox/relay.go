@@ -43,12 +43,14 @@ var (
 func (o *Outbox) Run(ctx context.Context) error {
 	// A client of its own for Ready, so readiness does not depend on
 	// leadership; the producer is made anew for each leadership term.
-	pinger, err := kgo.NewClient(kgo.SeedBrokers(o.cfg.Brokers...))
-	if err != nil {
-		return fmt.Errorf("kafka client: %w", err)
+	if o.cfg.Publisher == nil {
+		pinger, err := kgo.NewClient(kgo.SeedBrokers(o.cfg.Brokers...))
+		if err != nil {
+			return fmt.Errorf("kafka client: %w", err)
+		}
+		o.pinger.Store(pinger)
+		defer pinger.Close()
 	}
-	o.pinger.Store(pinger)
-	defer pinger.Close()
 
 	// The relay's own connections: behind a busy service pool, its batches
 	// would queue with the requests and add their wait to every event.
@@ -126,9 +128,13 @@ func (o *Outbox) lead(ctx context.Context, localWake <-chan struct{}) error {
 
 // term publishes while l is held.
 func (o *Outbox) term(ctx context.Context, l *lease, localWake <-chan struct{}) error {
-	p, err := newProducer(o.cfg.Brokers)
-	if err != nil {
-		return err
+	var p publisher = external{o.cfg.Publisher}
+	if o.cfg.Publisher == nil {
+		kp, err := newProducer(o.cfg.Brokers)
+		if err != nil {
+			return err
+		}
+		p = kp
 	}
 	defer p.close()
 	tctx, cancel := context.WithCancel(ctx)
@@ -140,7 +146,7 @@ func (o *Outbox) term(ctx context.Context, l *lease, localWake <-chan struct{}) 
 		case <-tctx.Done():
 		}
 	}()
-	err = o.publishWhileLeader(tctx, p, l, localWake)
+	err := o.publishWhileLeader(tctx, p, l, localWake)
 	if ctx.Err() == nil && tctx.Err() != nil {
 		return errLeaseLost
 	}
@@ -250,7 +256,7 @@ func (l *lease) release() {
 	l.conn.Close(ctx)
 }
 
-func (o *Outbox) publishWhileLeader(ctx context.Context, p *producer, l *lease, localWake <-chan struct{}) error {
+func (o *Outbox) publishWhileLeader(ctx context.Context, p publisher, l *lease, localWake <-chan struct{}) error {
 	o.leader.Store(true)
 	defer o.leader.Store(false)
 	poll, backoff, held := o.cfg.MinPoll, time.Duration(0), time.Duration(0)
@@ -324,7 +330,7 @@ func (o *Outbox) publishWhileLeader(ctx context.Context, p *producer, l *lease, 
 
 // publishBatch publishes the next rows after the cursor and advances it
 // past the acked ones. It returns how many rows it took.
-func (o *Outbox) publishBatch(ctx context.Context, p *producer) (int, error) {
+func (o *Outbox) publishBatch(ctx context.Context, p publisher) (int, error) {
 	q := outboxdb.New(o.relayPool)
 	// The cursor is read with every batch, not kept: a replay may move it.
 	rows, err := q.PendingBatch(ctx, int32(o.cfg.BatchSize))
@@ -430,6 +436,9 @@ func Replay(ctx context.Context, db outboxdb.DBTX, since time.Time) (int64, erro
 func (o *Outbox) Ready(ctx context.Context) error {
 	if err := o.pool.Ping(ctx); err != nil {
 		return fmt.Errorf("outbox database: %w", err)
+	}
+	if o.cfg.Publisher != nil {
+		return o.cfg.Publisher.Ready(ctx)
 	}
 	cl := o.pinger.Load()
 	if cl == nil {

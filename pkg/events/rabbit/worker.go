@@ -1,0 +1,287 @@
+package rabbit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/orderflow/orderflow/pkg/events/correlation"
+)
+
+// Message headers the worker reads and writes.
+const (
+	headerCorrelation = "x-correlation-id"
+	// HeaderAttempts is how many attempts a message has had: set on the
+	// copy sent to a retry queue or to the dead queue, so the count
+	// travels with the message rather than living in a worker's memory.
+	HeaderAttempts = "x-attempts"
+	// HeaderError is the last attempt's error, on retried and dead messages.
+	HeaderError = "x-error"
+)
+
+// ErrPermanent marks a Handler error that retrying cannot fix (a malformed
+// message, an SMTP 5xx): wrap it and the message is parked at once.
+var ErrPermanent = errors.New("permanent failure")
+
+// Delivery is a message handed to the Handler.
+type Delivery struct {
+	amqp.Delivery
+	// Attempt is this attempt's number, 1 for the first: the message's
+	// x-attempts header plus one.
+	Attempt int
+}
+
+// CorrelationID is the message's x-correlation-id header, or its
+// correlation_id property.
+func (d *Delivery) CorrelationID() string {
+	if s, ok := d.Headers[headerCorrelation].(string); ok && s != "" {
+		return s
+	}
+	return d.Delivery.CorrelationId
+}
+
+// Outcome is what became of a message that failed: retried after a delay,
+// or parked in the dead queue.
+type Outcome struct {
+	Attempt int
+	Err     error
+	Dead    bool
+	Retry   time.Duration // the delay, when not Dead
+}
+
+// WorkerConfig configures a Worker.
+type WorkerConfig struct {
+	Conn *Conn
+	// Handler handles one message; nil means done (the message is acked).
+	// An error retries it after the next delay of the topology, or parks
+	// it when it wraps ErrPermanent or this was attempt MaxAttempts.
+	Handler func(ctx context.Context, d *Delivery) error
+	// Failed, when set, learns of each failure's outcome after the retry
+	// or dead copy was confirmed and before the original is acked (the
+	// email service records status and error there).
+	Failed func(ctx context.Context, d *Delivery, o Outcome)
+	// Prefetch is how many unacked messages the worker holds, all handled
+	// concurrently; default 20.
+	Prefetch int
+	// MaxAttempts is how many attempts a message gets; default 5.
+	MaxAttempts int
+}
+
+// Worker consumes the topology's queue.
+type Worker struct {
+	cfg WorkerConfig
+	log *slog.Logger
+
+	// crashAfterHandle is a test hook: when it returns true after a
+	// successful Handler, the worker drops its connection without acking,
+	// as a process killed at that point would.
+	crashAfterHandle func(*Delivery) bool
+}
+
+// NewWorker returns a Worker for cfg.
+func NewWorker(cfg WorkerConfig, log *slog.Logger) (*Worker, error) {
+	if cfg.Conn == nil || cfg.Handler == nil {
+		return nil, errors.New("rabbit: worker needs Conn and Handler")
+	}
+	if cfg.Prefetch <= 0 {
+		cfg.Prefetch = 20
+	}
+	if cfg.MaxAttempts <= 0 {
+		cfg.MaxAttempts = 5
+	}
+	return &Worker{cfg: cfg, log: log.With("component", "worker", "queue", cfg.Conn.topo.Queue)}, nil
+}
+
+// Run consumes until ctx is done, reconnecting whenever the connection or
+// channel is lost; messages in hand then are redelivered by the broker (at
+// least once). On shutdown it waits for the messages in hand.
+func (w *Worker) Run(ctx context.Context) error {
+	for {
+		err := w.session(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		w.log.Warn("worker lost its channel; reconnecting", "err", err)
+	}
+}
+
+// session consumes on one channel until it closes or ctx is done.
+func (w *Worker) session(ctx context.Context) error {
+	conn := w.cfg.Conn
+	ch, err := conn.Channel(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Bounded(ch.Close)
+	pub, err := conn.Channel(ctx) // retry and dead copies, confirmed
+	if err != nil {
+		return err
+	}
+	defer conn.Bounded(pub.Close)
+	var deliveries <-chan amqp.Delivery
+	err = conn.Bounded(func() error {
+		if err := pub.Confirm(false); err != nil {
+			return fmt.Errorf("rabbit: confirm mode: %w", err)
+		}
+		if err := ch.Qos(w.cfg.Prefetch, 0, false); err != nil {
+			return fmt.Errorf("rabbit: qos: %w", err)
+		}
+		deliveries, err = ch.ConsumeWithContext(ctx, conn.topo.Queue, "", false, false, false, false, nil)
+		if err != nil {
+			return fmt.Errorf("rabbit: consume %s: %w", conn.topo.Queue, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	closed := ch.NotifyClose(make(chan *amqp.Error, 1))
+	sctx, crash := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer func() {
+		// Messages in hand end first (a failed one's forward waits on
+		// sctx); deliveries still buffered are read off so the library's
+		// goroutines can end, and the broker redelivers them.
+		crash()
+		wg.Wait()
+		go func() {
+			for range deliveries {
+			}
+		}()
+	}()
+	for {
+		select {
+		case <-sctx.Done():
+			if ctx.Err() == nil {
+				return errors.New("simulated crash")
+			}
+			return nil
+		case err := <-closed:
+			return fmt.Errorf("channel closed: %v", err)
+		case d, ok := <-deliveries:
+			if !ok {
+				return errors.New("deliveries closed")
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				w.handle(sctx, pub, &Delivery{Delivery: d, Attempt: attempts(d.Headers) + 1}, func() {
+					crash()
+					w.cfg.Conn.Close() // unacked messages go back to the queue
+				})
+			}()
+		}
+	}
+}
+
+// handle runs one message to its ack (or to a lost channel, when the
+// broker redelivers it).
+func (w *Worker) handle(ctx context.Context, pub *amqp.Channel, d *Delivery, crash func()) {
+	hctx := ctx
+	if id := d.CorrelationID(); id != "" {
+		hctx = correlation.WithID(ctx, id)
+	}
+	log := w.log.With("message_id", d.MessageId, "attempt", d.Attempt)
+	err := w.run(hctx, d)
+	if err == nil {
+		if w.crashAfterHandle != nil && w.crashAfterHandle(d) {
+			crash()
+			return
+		}
+		if err := d.Ack(false); err != nil {
+			log.WarnContext(hctx, "ack failed; the message will be redelivered", "err", err)
+		}
+		return
+	}
+	o := Outcome{Attempt: d.Attempt, Err: err, Dead: errors.Is(err, ErrPermanent) || d.Attempt >= w.cfg.MaxAttempts}
+	exchange, key := w.cfg.Conn.topo.DeadExchange(), deadKey
+	if !o.Dead {
+		topo := w.cfg.Conn.topo
+		exchange, key = topo.RetryExchange(), topo.RetryQueue(d.Attempt)
+		o.Retry = topo.RetryDelays[min(d.Attempt, len(topo.RetryDelays))-1]
+	}
+	if err := w.forward(hctx, pub, d, exchange, key, err); err != nil {
+		// Not acked: the broker hands the message out again.
+		log.WarnContext(hctx, "could not forward a failed message; it will be redelivered", "err", err)
+		_ = d.Nack(false, true)
+		return
+	}
+	if w.cfg.Failed != nil {
+		w.cfg.Failed(hctx, d, o)
+	}
+	if o.Dead {
+		log.WarnContext(hctx, "message parked", "dead_queue", w.cfg.Conn.topo.DeadQueue(), "err", err)
+	} else {
+		log.InfoContext(hctx, "message failed; will retry", "retry_in", o.Retry, "err", err)
+	}
+	if err := d.Ack(false); err != nil {
+		log.WarnContext(hctx, "ack failed; the message will be redelivered", "err", err)
+	}
+}
+
+// run calls the Handler, turning a panic into an error.
+func (w *Worker) run(ctx context.Context, d *Delivery) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("handler panic: %v", p)
+		}
+	}()
+	return w.cfg.Handler(ctx, d)
+}
+
+// forward publishes a copy of d, with its attempts and error in headers,
+// to exchange/key and waits for the broker's confirm.
+func (w *Worker) forward(ctx context.Context, pub *amqp.Channel, d *Delivery, exchange, key string, cause error) error {
+	headers := amqp.Table{}
+	for k, v := range d.Headers {
+		if !strings.HasPrefix(k, "x-death") && k != "x-first-death-exchange" && k != "x-first-death-queue" &&
+			k != "x-first-death-reason" && k != "x-delivery-count" {
+			headers[k] = v
+		}
+	}
+	msg := cause.Error()
+	if len(msg) > 1000 {
+		msg = msg[:1000]
+	}
+	headers[HeaderAttempts] = int64(d.Attempt)
+	headers[HeaderError] = msg
+	dc, err := pub.PublishWithDeferredConfirmWithContext(ctx, exchange, key, false, false, amqp.Publishing{
+		Headers: headers, ContentType: d.ContentType, ContentEncoding: d.ContentEncoding,
+		DeliveryMode: amqp.Persistent, CorrelationId: d.Delivery.CorrelationId, MessageId: d.MessageId,
+		Timestamp: d.Timestamp, Type: d.Type, Body: d.Body,
+	})
+	if err != nil {
+		return err
+	}
+	acked, err := dc.WaitContext(ctx)
+	if err != nil {
+		return err
+	}
+	if !acked {
+		return fmt.Errorf("broker did not confirm the copy to %s", exchange)
+	}
+	return nil
+}
+
+// attempts reads the x-attempts header (0 when absent or not a number).
+func attempts(h amqp.Table) int {
+	switch v := h[HeaderAttempts].(type) {
+	case int64:
+		return int(v)
+	case int32:
+		return int(v)
+	case int:
+		return v
+	case int16:
+		return int(v)
+	case int8:
+		return int(v)
+	}
+	return 0
+}
