@@ -28,7 +28,7 @@ type Conn struct {
 	mu   sync.Mutex
 	conn *amqp.Connection
 	raw  net.Conn // conn's socket, closed by bounded when a call hangs
-	gen  int // connections dialled so far, to log reconnects
+	gen  int      // connections dialled so far, to log reconnects
 }
 
 // Dial returns a Conn to url (amqp://user:pass@host:port/vhost) named name
