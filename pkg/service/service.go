@@ -39,6 +39,9 @@ type Spec struct {
 	// handles; the consumer passes over the others without a transaction
 	// (consumer.Config.Events). Nil hands every event to the Handler.
 	Events []string
+	// Publisher, when set, relays the service's outbox instead of Kafka
+	// (outbox.Config.Publisher): email's tasks go to RabbitMQ.
+	Publisher outbox.Publisher
 	// Setup builds the service's parts once its database is migrated.
 	Setup func(Deps) (Parts, error)
 }
@@ -64,6 +67,11 @@ type Parts struct {
 	// Timers holds the FireFunc of each durable-timer kind the service
 	// schedules (package timer); with any, a timer worker runs.
 	Timers map[string]timer.FireFunc
+	// Workers run beside the consumer until ctx is done (email's queue
+	// worker); an error from one stops the service.
+	Workers []func(ctx context.Context) error
+	// Checks are added to /readyz.
+	Checks []httpserver.Check
 }
 
 // Sub returns the subtree dir of an embedded migrations directory, for
@@ -125,6 +133,7 @@ func Run(ctx context.Context, cfg Config, spec Spec, log *slog.Logger) error {
 	ob := outbox.New(pool, outbox.Config{
 		Service:    cfg.Name,
 		Brokers:    cfg.Brokers,
+		Publisher:  spec.Publisher,
 		Retention:  cfg.OutboxRetention,
 		Registerer: reg,
 	}, log)
@@ -161,6 +170,7 @@ func Run(ctx context.Context, cfg Config, spec Spec, log *slog.Logger) error {
 		{Name: "postgres", Func: pool.Ping},
 		{Name: "relay", Func: ob.Ready},
 	}
+	checks = append(checks, parts.Checks...)
 	var runner *consumer.Runner
 	if len(spec.Topics) > 0 {
 		runner, err = consumer.New(consumer.Config{
@@ -200,6 +210,15 @@ func Run(ctx context.Context, cfg Config, spec Spec, log *slog.Logger) error {
 		g.Go(func() error {
 			if err := runner.Run(gctx); err != nil && gctx.Err() == nil {
 				return fmt.Errorf("consumer: %w", err)
+			}
+			return nil
+		})
+	}
+
+	for _, w := range parts.Workers {
+		g.Go(func() error {
+			if err := w(gctx); err != nil && gctx.Err() == nil {
+				return fmt.Errorf("worker: %w", err)
 			}
 			return nil
 		})

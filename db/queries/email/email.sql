@@ -1,0 +1,37 @@
+-- name: RememberRecipient :exec
+INSERT INTO recipients (order_id, customer_id, email, currency)
+VALUES (@order_id, @customer_id, @email, @currency)
+ON CONFLICT (order_id) DO UPDATE SET currency = excluded.currency
+WHERE recipients.currency = '' AND excluded.currency <> '';
+
+-- name: GetRecipient :one
+SELECT customer_id, email, currency FROM recipients WHERE order_id = @order_id;
+
+-- name: InsertEmail :execrows
+-- Zero rows when the task exists (the same event handled again after its
+-- inbox row was pruned).
+INSERT INTO emails (task_id, order_id, kind, to_addr, subject)
+VALUES (@task_id, @order_id, @kind, @to_addr, @subject)
+ON CONFLICT (task_id) DO NOTHING;
+
+-- name: EmailStatus :one
+SELECT status FROM emails WHERE task_id = @task_id;
+
+-- name: MarkSent :exec
+UPDATE emails SET status = 'sent', attempts = @attempts, sent_at = now(), updated_at = now()
+WHERE task_id = @task_id;
+
+-- name: MarkFailed :exec
+-- A failed attempt: still queued (a retry is scheduled) or dead. A sent
+-- task stays sent.
+UPDATE emails SET status = CASE WHEN @dead::bool THEN 'dead' ELSE 'queued' END,
+    attempts = @attempts, last_error = @last_error, updated_at = now()
+WHERE task_id = @task_id AND status <> 'sent';
+
+-- name: ListEmails :many
+SELECT task_id, order_id, kind, to_addr, subject, status, attempts, last_error, created_at, sent_at
+FROM emails WHERE order_id = @order_id ORDER BY created_at, task_id;
+
+-- name: OldestQueued :one
+SELECT coalesce(extract(epoch FROM now() - min(created_at)), 0)::float8 AS age_seconds
+FROM emails WHERE status = 'queued';

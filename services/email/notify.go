@@ -1,0 +1,134 @@
+package email
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/orderflow/orderflow/pkg/events/consumer"
+	"github.com/orderflow/orderflow/pkg/events/contract"
+	"github.com/orderflow/orderflow/pkg/events/outbox"
+	"github.com/orderflow/orderflow/services/email/internal/emaildb"
+)
+
+// handled are the events the notifier acts on.
+var handled = []string{"OrderPlaced", "PaymentCaptured", "PaymentFailed", "PaymentRefunded", "OrderShipped"}
+
+// errNoRecipient: an OrderShipped came before any event naming the order's
+// address. It is retried (the consumer's backoff), since the order's
+// OrderPlaced and PaymentCaptured, on other topics, come long before a
+// shipment in practice.
+var errNoRecipient = errors.New("order's recipient not known yet")
+
+// notifier turns events into SendEmail tasks: each task's row in emails
+// and its message in the outbox are written in the transaction of the
+// event's inbox row, so an event makes its email exactly once, and the
+// relay publishes it to RabbitMQ.
+type notifier struct {
+	outbox   *outbox.Outbox
+	exchange string
+	log      *slog.Logger
+}
+
+// handle is the consumer.Handler.
+func (n *notifier) handle(ctx context.Context, tx pgx.Tx, msg consumer.Message) error {
+	q := emaildb.New(tx)
+	orderID, err := consumer.ParseOrderID(msg.Envelope.OrderID)
+	if err != nil {
+		return err
+	}
+	remember := func(customerID, email, currency string) error {
+		err := q.RememberRecipient(ctx, emaildb.RememberRecipientParams{OrderID: orderID, CustomerID: customerID, Email: email, Currency: currency})
+		if err != nil {
+			return fmt.Errorf("remember recipient: %w", err)
+		}
+		return nil
+	}
+	v := view{OrderID: orderID.String()}
+	var kind, to string
+	switch msg.Envelope.Event {
+	case "OrderPlaced":
+		var ev contract.OrderPlaced
+		if err := msg.Decode(&ev); err != nil {
+			return err
+		}
+		return remember(ev.CustomerID, ev.Email, ev.Currency)
+	case "PaymentCaptured":
+		var ev contract.PaymentCaptured
+		if err := msg.Decode(&ev); err != nil {
+			return err
+		}
+		if err := remember(ev.CustomerID, ev.Email, ev.Currency); err != nil {
+			return err
+		}
+		kind, to, v.Amount = kindConfirmation, ev.Email, amount(ev.AmountCents, ev.Currency)
+	case "PaymentFailed":
+		var ev contract.PaymentFailed
+		if err := msg.Decode(&ev); err != nil {
+			return err
+		}
+		if err := remember(ev.CustomerID, ev.Email, ""); err != nil {
+			return err
+		}
+		kind, to, v.Reason = kindPaymentFailed, ev.Email, ev.Reason
+	case "PaymentRefunded":
+		var ev contract.PaymentRefunded
+		if err := msg.Decode(&ev); err != nil {
+			return err
+		}
+		if err := remember(ev.CustomerID, ev.Email, ""); err != nil {
+			return err
+		}
+		r, err := q.GetRecipient(ctx, orderID)
+		if err != nil {
+			return fmt.Errorf("get recipient: %w", err)
+		}
+		kind, to, v.Amount, v.Reason = kindRefunded, ev.Email, amount(ev.AmountCents, r.Currency), ev.Reason
+	case "OrderShipped":
+		var ev contract.OrderShipped
+		if err := msg.Decode(&ev); err != nil {
+			return err
+		}
+		r, err := q.GetRecipient(ctx, orderID)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return fmt.Errorf("shipping email for order %s: %w", orderID, errNoRecipient)
+		}
+		if err != nil {
+			return fmt.Errorf("get recipient: %w", err)
+		}
+		kind, to, v.TrackingID = kindShipped, r.Email, ev.TrackingID
+	default:
+		return nil
+	}
+	return n.enqueue(ctx, tx, q, task{TaskID: taskID(msg.Envelope.EventID), OrderID: orderID, Kind: kind, To: to}, v)
+}
+
+// enqueue renders t and writes its row and its outbox message.
+func (n *notifier) enqueue(ctx context.Context, tx pgx.Tx, q *emaildb.Queries, t task, v view) error {
+	var err error
+	if t.Subject, t.Text, t.HTML, err = render(t.Kind, v); err != nil {
+		return fmt.Errorf("render %s: %v: %w", t.Kind, err, consumer.ErrPermanent)
+	}
+	rows, err := q.InsertEmail(ctx, emaildb.InsertEmailParams{TaskID: t.TaskID, OrderID: t.OrderID, Kind: t.Kind, ToAddr: t.To, Subject: t.Subject})
+	if err != nil {
+		return fmt.Errorf("insert email: %w", err)
+	}
+	if rows == 0 {
+		return nil // this event's task exists already
+	}
+	body, err := json.Marshal(t)
+	if err != nil {
+		return err
+	}
+	if _, err := decodeTask(body); err != nil {
+		return fmt.Errorf("%s email for order %s: %v: %w", t.Kind, t.OrderID, err, consumer.ErrPermanent)
+	}
+	n.log.InfoContext(ctx, "email queued", "kind", t.Kind, "task_id", t.TaskID, "order_id", t.OrderID)
+	return n.outbox.WriteMessage(ctx, tx, outbox.Message{
+		EventID: t.TaskID, Topic: n.exchange, Key: t.OrderID.String(), Type: taskType, Payload: body,
+	})
+}
