@@ -136,4 +136,3 @@ func (ss *session) Data(r io.Reader) error {
 	}
 	return nil
 }
-
