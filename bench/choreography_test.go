@@ -21,6 +21,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/orderflow/orderflow/internal/amqptest"
 	"github.com/orderflow/orderflow/internal/devstack"
 	"github.com/orderflow/orderflow/internal/pgtest"
 	"github.com/orderflow/orderflow/internal/servicetest"
@@ -66,9 +67,10 @@ func startChoreography(b *testing.B) *choreography {
 	var banner testenv.SyncBuffer
 	running := testenv.Start(b, func(ctx context.Context) error {
 		return devstack.Run(ctx, &banner, devstack.Options{
-			KafkaAddr: "127.0.0.1:0",
-			DataDir:   b.TempDir(),
-			Logs:      io.Discard,
+			KafkaAddr:   "127.0.0.1:0",
+			QueuePrefix: amqptest.Prefix(b),
+			DataDir:     b.TempDir(),
+			Logs:        io.Discard,
 			Configure: func(name string, cfg *service.Config) {
 				cfg.HTTPAddr, cfg.Database = addrs[name], databases[name]
 			},

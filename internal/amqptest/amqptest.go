@@ -42,6 +42,19 @@ func Topology(t testing.TB, delays ...time.Duration) rabbit.Topology {
 	return topo
 }
 
+// Prefix returns a queue-name prefix unique to t, for a whole stack's
+// email topology (default retry delays, at most 10); its exchanges and
+// queues are deleted when t ends.
+func Prefix(t testing.TB) string {
+	t.Helper()
+	delays := make([]time.Duration, 10)
+	for i := range delays {
+		delays[i] = time.Second
+	}
+	topo := Topology(t, delays...)
+	return strings.TrimSuffix(topo.Exchange, "email")
+}
+
 // Conn returns a rabbit.Conn for topo, closed when t ends.
 func Conn(t testing.TB, topo rabbit.Topology) *rabbit.Conn {
 	t.Helper()

@@ -20,6 +20,7 @@ import (
 	"github.com/orderflow/orderflow/pkg/config"
 	"github.com/orderflow/orderflow/pkg/events/kafka"
 	"github.com/orderflow/orderflow/pkg/service"
+	"github.com/orderflow/orderflow/services/email"
 	"github.com/orderflow/orderflow/services/loyalty"
 	"github.com/orderflow/orderflow/services/orders"
 	"github.com/orderflow/orderflow/services/payments"
@@ -29,7 +30,8 @@ import (
 // EmbeddedAddr is where the embedded broker listens, as DESIGN says.
 const EmbeddedAddr = "127.0.0.1:9092"
 
-// DataDir holds the embedded broker's data (and later, mail files).
+// DataDir holds the embedded broker's data and, when SMTP_ADDR is unset, the
+// emails as .eml files under mail/.
 const DataDir = ".data"
 
 // Options adjust the stack; the zero value is what `make run` runs.
@@ -40,23 +42,29 @@ type Options struct {
 	// environment's, e.g. to move its port or database in tests.
 	Configure func(service string, c *service.Config)
 	Logs      io.Writer // default os.Stderr
+	// QueuePrefix goes before the email service's RabbitMQ exchange and
+	// queue names, so tests do not share them with `make run`.
+	QueuePrefix string
 }
 
 // unit is one service of the stack, configured from the environment.
 type unit struct {
 	name    string
-	prepare func(brokers []string, configure func(*service.Config)) (run func(context.Context, *slog.Logger) error, addr string, err error)
+	prepare func(brokers []string, configure func(*service.Config), opts Options) (run func(context.Context, *slog.Logger) error, addr string, err error)
 }
 
 // newUnit adapts a service's ConfigFromEnv and Run to a unit.
 func newUnit[C any, P interface {
 	*C
 	Shared() *service.Config
-}](name string, fromEnv func() (C, error), run func(context.Context, C, *slog.Logger) error) unit {
-	return unit{name: name, prepare: func(brokers []string, configure func(*service.Config)) (func(context.Context, *slog.Logger) error, string, error) {
+}](name string, fromEnv func() (C, error), run func(context.Context, C, *slog.Logger) error, adjust ...func(*C, Options)) unit {
+	return unit{name: name, prepare: func(brokers []string, configure func(*service.Config), opts Options) (func(context.Context, *slog.Logger) error, string, error) {
 		cfg, err := fromEnv()
 		if err != nil {
 			return nil, "", err
+		}
+		for _, a := range adjust {
+			a(&cfg, opts)
 		}
 		shared := P(&cfg).Shared()
 		shared.Brokers = brokers
@@ -74,6 +82,10 @@ var units = []unit{
 	newUnit("payments", payments.ConfigFromEnv, payments.Run),
 	newUnit("warehouse", warehouse.ConfigFromEnv, warehouse.Run),
 	newUnit("loyalty", loyalty.ConfigFromEnv, loyalty.Run),
+	newUnit("email", email.ConfigFromEnv, email.Run, func(c *email.Config, o Options) {
+		c.MailDir = filepath.Join(o.DataDir, "mail") // the .eml files, when SMTP_ADDR is unset
+		c.QueuePrefix = o.QueuePrefix
+	}),
 }
 
 // Services names the services the stack runs.
@@ -130,7 +142,7 @@ func Run(ctx context.Context, out io.Writer, opts Options) error {
 				opts.Configure(u.name, c)
 			}
 		}
-		run, addr, err := u.prepare(brokers, configure)
+		run, addr, err := u.prepare(brokers, configure, opts)
 		if err != nil {
 			return err
 		}
@@ -161,12 +173,10 @@ func Run(ctx context.Context, out io.Writer, opts Options) error {
 func printBanner(out io.Writer, listening [][2]string, brokers []string) {
 	var b strings.Builder
 	b.WriteString("\nOrderflow is running (Ctrl-C stops it).\n")
-	var ordersBase string
+	bases := map[string]string{}
 	for _, l := range listening {
 		base := baseURL(l[1])
-		if l[0] == "orders" {
-			ordersBase = base
-		}
+		bases[l[0]] = base
 		fmt.Fprintf(&b, "  %-9s http://%s   (GET /healthz /readyz /metrics)\n", l[0], base)
 	}
 	fmt.Fprintf(&b, "  %-9s %v\n", "kafka", brokers)
@@ -175,8 +185,10 @@ Place an order:
   curl -si %[1]s/orders -H 'Content-Type: application/json' -d '{"customerId":"c-42","email":"ada@example.com","items":[{"sku":"book-1","quantity":2,"unitPriceCents":1250}],"currency":"EUR","paymentToken":"tok_visa"}'
 Then follow it:
   curl -s %[1]s/orders/<id>
+and its emails (sent to SMTP_ADDR, or written to .data/mail/ as .eml files):
+  curl -s %[2]s/emails?orderId=<id>
 
-`, ordersBase)
+`, bases["orders"], bases["email"])
 	_, _ = io.WriteString(out, b.String())
 }
 

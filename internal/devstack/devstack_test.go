@@ -13,6 +13,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/orderflow/orderflow/internal/amqptest"
 	"github.com/orderflow/orderflow/internal/pgtest"
 	"github.com/orderflow/orderflow/internal/testenv"
 	"github.com/orderflow/orderflow/pkg/events/contract"
@@ -42,7 +43,7 @@ func TestRunStopsPromptlyAndKeepsEvents(t *testing.T) {
 			ordersURL = dbURL
 		}
 	}
-	dataDir := t.TempDir()
+	dataDir, prefix := t.TempDir(), amqptest.Prefix(t)
 	httpAddr := addrs["orders"]
 
 	start := func() (banner *testenv.SyncBuffer, stop func()) {
@@ -51,9 +52,10 @@ func TestRunStopsPromptlyAndKeepsEvents(t *testing.T) {
 		done := make(chan error, 1)
 		go func() {
 			done <- Run(ctx, banner, Options{
-				KafkaAddr: "127.0.0.1:0",
-				DataDir:   dataDir,
-				Logs:      io.Discard,
+				KafkaAddr:   "127.0.0.1:0",
+				QueuePrefix: prefix,
+				DataDir:     dataDir,
+				Logs:        io.Discard,
 				Configure: func(name string, c *service.Config) {
 					c.HTTPAddr, c.Database, c.MaxConns = addrs[name], databases[name], 4
 				},

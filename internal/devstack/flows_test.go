@@ -13,6 +13,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/orderflow/orderflow/internal/amqptest"
 	"github.com/orderflow/orderflow/internal/pgtest"
 	"github.com/orderflow/orderflow/internal/servicetest"
 	"github.com/orderflow/orderflow/internal/testenv"
@@ -41,9 +42,10 @@ func startStack(t *testing.T, env map[string]string) stack {
 	}
 	running := testenv.Start(t, func(ctx context.Context) error {
 		return Run(ctx, io.Discard, Options{
-			KafkaAddr: "127.0.0.1:0",
-			DataDir:   t.TempDir(),
-			Logs:      t.Output(),
+			KafkaAddr:   "127.0.0.1:0",
+			QueuePrefix: amqptest.Prefix(t),
+			DataDir:     t.TempDir(),
+			Logs:        t.Output(),
 			Configure: func(name string, c *service.Config) {
 				c.HTTPAddr, c.Database, c.MaxConns = addrs[name], databases[name], 4
 				c.RetryBackoff = 5 * time.Millisecond
@@ -208,6 +210,27 @@ func status(s string) func(orderView) bool { return func(o orderView) bool { ret
 // Every flow of DESIGN through the real stack, over HTTP only, with short
 // delays: ship 100 ms, award 2 s (longer than the out-of-stock chain takes,
 // so a refund cancels the award before it is due).
+// emailView is an email as GET /emails shows it.
+type emailView struct {
+	Kind   string `json:"kind"`
+	Status string `json:"status"`
+	To     string `json:"to"`
+}
+
+// waitEmails waits until the order's emails are want: "kind:status"
+// entries, sorted, space-separated.
+func (s stack) waitEmails(t *testing.T, orderID, want string) {
+	t.Helper()
+	servicetest.WaitJSON(t, s["email"]+"/emails?orderId="+orderID, func(es []emailView) bool {
+		var got []string
+		for _, e := range es {
+			got = append(got, e.Kind+":"+e.Status)
+		}
+		slices.Sort(got)
+		return strings.Join(got, " ") == want
+	})
+}
+
 func TestFlows(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the whole stack")
@@ -246,6 +269,8 @@ func TestFlows(t *testing.T) {
 		servicetest.WaitJSON(t, s["warehouse"]+"/inventory/"+o.Items[0].SKU, func(v inventoryView) bool { return v.Available == 998 && v.Reserved == 0 })
 		servicetest.WaitJSON(t, s["loyalty"]+"/customers/"+o.CustomerID+"/points", func(v pointsView) bool { return v.Points == 25 && len(v.Awards) == 1 })
 
+		s.waitEmails(t, id, "confirmation:sent shipped:sent")
+
 		// Cancel after shipping: 409, and nothing changes.
 		resp, body := send(t, http.MethodPost, s["orders"]+"/orders/"+id+"/cancel", nil)
 		if resp.StatusCode != http.StatusConflict {
@@ -263,6 +288,7 @@ func TestFlows(t *testing.T) {
 		if code := getStatus(t, s["warehouse"]+"/shipments/"+id); code != http.StatusNotFound {
 			t.Errorf("shipment of a declined order: %d, want 404", code)
 		}
+		s.waitEmails(t, id, "payment_failed:sent")
 	})
 
 	t.Run("fraud", func(t *testing.T) {
@@ -298,6 +324,7 @@ func TestFlows(t *testing.T) {
 		}
 		servicetest.WaitJSON(t, s["payments"]+"/payments/"+id, func(p paymentView) bool { return p.Status == "refunded" && p.Reason == "out_of_stock" })
 		servicetest.WaitJSON(t, s["warehouse"]+"/shipments/"+id, func(v shipmentView) bool { return v.Status == "unavailable" })
+		s.waitEmails(t, id, "confirmation:sent refunded:sent")
 		servicetest.WaitJSON(t, s["warehouse"]+"/inventory/"+o.Items[0].SKU, func(v inventoryView) bool { return v.Available == 1 && v.Reserved == 0 })
 		servicetest.WaitJSON(t, s["loyalty"]+"/customers/"+o.CustomerID+"/points", func(v pointsView) bool { return len(v.Pending) == 0 })
 		time.Sleep(2500 * time.Millisecond) // past the award's due time: it must not fire

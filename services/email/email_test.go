@@ -294,8 +294,8 @@ func TestForcedCloseWhileFlowing(t *testing.T) {
 		time.Sleep(300 * time.Millisecond)
 		closed += amqptest.CloseConnections(t, b.cfg.QueuePrefix)
 	}
-	if closed < 2 {
-		t.Logf("only %d connections closed before the flow ended", closed)
+	if closed == 0 {
+		t.Error("no connection closed before the flow ended: the test proves nothing")
 	}
 	testenv.WaitFor(t, 60*time.Second, "every email", func() bool { return b.smtp.Count() >= n })
 	time.Sleep(500 * time.Millisecond) // duplicates would arrive now
