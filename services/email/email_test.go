@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"mime"
 	"mime/multipart"
+	"net/http"
 	"net/mail"
 	"slices"
 	"strings"
@@ -59,6 +60,20 @@ func setup(t *testing.T, mod func(*Config)) *bundle {
 	b := &bundle{cfg: cfg, base: "http://" + cfg.HTTPAddr, smtp: srv, in: servicetest.NewProducer(t, broker), topo: topo}
 	servicetest.WaitReady(t, b.base)
 	return b
+}
+
+func getBody(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(body)
 }
 
 func newID() string { return uuid.Must(uuid.NewV7()).String() }
@@ -184,9 +199,25 @@ func TestHappyPath(t *testing.T) {
 		CustomerID: "c-1", Email: to, AmountCents: 2500, Reason: "customer_request"})
 	b.emails(t, failedID, func(es []emailJSON) bool { return statuses(es) == "payment_failed:sent" })
 	b.emails(t, refundedID, func(es []emailJSON) bool { return statuses(es) == "refunded:sent" })
+	metrics := getBody(t, b.base+"/metrics")
+	for _, want := range []string{
+		`orderflow_amqp_queue_messages{queue="` + b.topo.Queue + `"} 0`,
+		`orderflow_amqp_queue_messages{queue="` + b.topo.DeadQueue() + `"} 0`,
+		`orderflow_amqp_oldest_message_age_seconds{queue="` + b.topo.Queue + `"} 0`,
+	} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
 	msgs = b.sentTo(to)
-	if len(msgs) != 4 || !strings.Contains(string(msgs[3].Data), "25.00 EUR") {
-		t.Errorf("%d messages; the last (the refund): %s", len(msgs), msgs[len(msgs)-1].Data)
+	refunds := 0
+	for _, m := range msgs {
+		if strings.HasPrefix(m.Header.Get("Subject"), "Refund") && strings.Contains(string(m.Data), "25.00 EUR") {
+			refunds++
+		}
+	}
+	if len(msgs) != 4 || refunds != 1 {
+		t.Errorf("%d messages, %d refunds of 25.00 EUR; want 4 and 1", len(msgs), refunds)
 	}
 }
 
