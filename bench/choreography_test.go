@@ -65,11 +65,12 @@ func startChoreography(b *testing.B) *choreography {
 		c.pools[name] = pool
 	}
 	var banner testenv.SyncBuffer
+	dataDir := b.TempDir() // before Start: removed after the stack stopped
 	running := testenv.Start(b, func(ctx context.Context) error {
 		return devstack.Run(ctx, &banner, devstack.Options{
 			KafkaAddr:   "127.0.0.1:0",
 			QueuePrefix: amqptest.Prefix(b),
-			DataDir:     b.TempDir(),
+			DataDir:     dataDir,
 			Logs:        io.Discard,
 			Configure: func(name string, cfg *service.Config) {
 				cfg.HTTPAddr, cfg.Database = addrs[name], databases[name]
