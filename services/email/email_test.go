@@ -221,6 +221,23 @@ func TestHappyPath(t *testing.T) {
 	}
 }
 
+// An OrderShipped seen before any event naming the order's address: its
+// email waits for the address and then goes, once.
+func TestShippedBeforeRecipient(t *testing.T) {
+	t.Parallel()
+	b := setup(t, nil)
+	id, to := newID(), "late-"+newID()[:8]+"@example.com"
+	b.in.Produce(t, shipped(id))
+	b.emails(t, id, func(es []emailJSON) bool { return len(es) == 0 }) // nothing to send yet
+	b.in.Produce(t, captured(id, to))
+	b.emails(t, id, func(es []emailJSON) bool { return statuses(es) == "confirmation:sent shipped:sent" })
+	b.in.Produce(t, placed(id, to)) // a later event naming the address queues nothing more
+	time.Sleep(300 * time.Millisecond)
+	if msgs := b.sentTo(to); len(msgs) != 2 {
+		t.Errorf("%d emails to %s, want 2", len(msgs), to)
+	}
+}
+
 // An SMTP server answering 451 for a while: the task is retried with
 // growing delays and sent exactly once; 550: the task is parked in the dead
 // queue with the error; garbage published to the exchange is parked at

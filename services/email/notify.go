@@ -18,12 +18,6 @@ import (
 // handled are the events the notifier acts on.
 var handled = []string{"OrderPlaced", "PaymentCaptured", "PaymentFailed", "PaymentRefunded", "OrderShipped"}
 
-// errNoRecipient: an OrderShipped came before any event naming the order's
-// address. It is retried (the consumer's backoff), since the order's
-// OrderPlaced and PaymentCaptured, on other topics, come long before a
-// shipment in practice.
-var errNoRecipient = errors.New("order's recipient not known yet")
-
 // notifier turns events into SendEmail tasks: each task's row in emails
 // and its message in the outbox are written in the transaction of the
 // event's inbox row, so an event makes its email exactly once, and the
@@ -41,10 +35,25 @@ func (n *notifier) handle(ctx context.Context, tx pgx.Tx, msg consumer.Message) 
 	if err != nil {
 		return err
 	}
+	// remember keeps the order's recipient and, the first time, queues the
+	// emails that were waiting for it.
 	remember := func(customerID, email, currency string) error {
-		err := q.RememberRecipient(ctx, emaildb.RememberRecipientParams{OrderID: orderID, CustomerID: customerID, Email: email, Currency: currency})
+		isNew, err := q.RememberRecipient(ctx, emaildb.RememberRecipientParams{OrderID: orderID, CustomerID: customerID, Email: email, Currency: currency})
+		if errors.Is(err, pgx.ErrNoRows) || err == nil && !isNew {
+			return nil
+		}
 		if err != nil {
 			return fmt.Errorf("remember recipient: %w", err)
+		}
+		waiting, err := q.TakeWaiting(ctx, orderID)
+		if err != nil {
+			return fmt.Errorf("take waiting emails: %w", err)
+		}
+		for _, w := range waiting {
+			t := task{TaskID: taskID(w.EventID), OrderID: orderID, Kind: w.Kind, To: email}
+			if err := n.enqueue(ctx, tx, q, t, view{OrderID: orderID.String(), TrackingID: w.TrackingID}); err != nil {
+				return err
+			}
 		}
 		return nil
 	}
@@ -95,7 +104,14 @@ func (n *notifier) handle(ctx context.Context, tx pgx.Tx, msg consumer.Message) 
 		}
 		r, err := q.GetRecipient(ctx, orderID)
 		if errors.Is(err, pgx.ErrNoRows) {
-			return fmt.Errorf("shipping email for order %s: %w", orderID, errNoRecipient)
+			// No address yet: the email waits for the first event that
+			// names one (remember).
+			n.log.InfoContext(ctx, "shipping email waits for the order's recipient", "order_id", orderID)
+			err := q.AddWaiting(ctx, emaildb.AddWaitingParams{EventID: msg.Envelope.EventID, OrderID: orderID, Kind: kindShipped, TrackingID: ev.TrackingID})
+			if err != nil {
+				return fmt.Errorf("add waiting email: %w", err)
+			}
+			return nil
 		}
 		if err != nil {
 			return fmt.Errorf("get recipient: %w", err)

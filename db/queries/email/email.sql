@@ -1,8 +1,20 @@
--- name: RememberRecipient :exec
+-- name: RememberRecipient :one
+-- new is true when the order's recipient was not known before; no row when
+-- it was and nothing changed.
 INSERT INTO recipients (order_id, customer_id, email, currency)
 VALUES (@order_id, @customer_id, @email, @currency)
 ON CONFLICT (order_id) DO UPDATE SET currency = excluded.currency
-WHERE recipients.currency = '' AND excluded.currency <> '';
+WHERE recipients.currency = '' AND excluded.currency <> ''
+RETURNING (xmax = 0)::bool AS new;
+
+-- name: AddWaiting :exec
+INSERT INTO waiting_emails (event_id, order_id, kind, tracking_id)
+VALUES (@event_id, @order_id, @kind, @tracking_id)
+ON CONFLICT (event_id) DO NOTHING;
+
+-- name: TakeWaiting :many
+DELETE FROM waiting_emails WHERE order_id = @order_id
+RETURNING event_id, kind, tracking_id;
 
 -- name: GetRecipient :one
 SELECT customer_id, email, currency FROM recipients WHERE order_id = @order_id;

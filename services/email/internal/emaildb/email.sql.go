@@ -13,6 +13,29 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 )
 
+const addWaiting = `-- name: AddWaiting :exec
+INSERT INTO waiting_emails (event_id, order_id, kind, tracking_id)
+VALUES ($1, $2, $3, $4)
+ON CONFLICT (event_id) DO NOTHING
+`
+
+type AddWaitingParams struct {
+	EventID    string
+	OrderID    uuid.UUID
+	Kind       string
+	TrackingID string
+}
+
+func (q *Queries) AddWaiting(ctx context.Context, arg AddWaitingParams) error {
+	_, err := q.db.Exec(ctx, addWaiting,
+		arg.EventID,
+		arg.OrderID,
+		arg.Kind,
+		arg.TrackingID,
+	)
+	return err
+}
+
 const emailStatus = `-- name: EmailStatus :one
 SELECT status FROM emails WHERE task_id = $1
 `
@@ -172,11 +195,12 @@ func (q *Queries) OldestQueued(ctx context.Context) (float64, error) {
 	return age_seconds, err
 }
 
-const rememberRecipient = `-- name: RememberRecipient :exec
+const rememberRecipient = `-- name: RememberRecipient :one
 INSERT INTO recipients (order_id, customer_id, email, currency)
 VALUES ($1, $2, $3, $4)
 ON CONFLICT (order_id) DO UPDATE SET currency = excluded.currency
 WHERE recipients.currency = '' AND excluded.currency <> ''
+RETURNING (xmax = 0)::bool AS new
 `
 
 type RememberRecipientParams struct {
@@ -186,12 +210,47 @@ type RememberRecipientParams struct {
 	Currency   string
 }
 
-func (q *Queries) RememberRecipient(ctx context.Context, arg RememberRecipientParams) error {
-	_, err := q.db.Exec(ctx, rememberRecipient,
+// new is true when the order's recipient was not known before; no row when
+// it was and nothing changed.
+func (q *Queries) RememberRecipient(ctx context.Context, arg RememberRecipientParams) (bool, error) {
+	row := q.db.QueryRow(ctx, rememberRecipient,
 		arg.OrderID,
 		arg.CustomerID,
 		arg.Email,
 		arg.Currency,
 	)
-	return err
+	var new bool
+	err := row.Scan(&new)
+	return new, err
+}
+
+const takeWaiting = `-- name: TakeWaiting :many
+DELETE FROM waiting_emails WHERE order_id = $1
+RETURNING event_id, kind, tracking_id
+`
+
+type TakeWaitingRow struct {
+	EventID    string
+	Kind       string
+	TrackingID string
+}
+
+func (q *Queries) TakeWaiting(ctx context.Context, orderID uuid.UUID) ([]TakeWaitingRow, error) {
+	rows, err := q.db.Query(ctx, takeWaiting, orderID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []TakeWaitingRow
+	for rows.Next() {
+		var i TakeWaitingRow
+		if err := rows.Scan(&i.EventID, &i.Kind, &i.TrackingID); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
 }

@@ -32,3 +32,11 @@ type Recipient struct {
 	Currency   string
 	CreatedAt  time.Time
 }
+
+type WaitingEmail struct {
+	EventID    string
+	OrderID    uuid.UUID
+	Kind       string
+	TrackingID string
+	CreatedAt  time.Time
+}
