@@ -19,6 +19,7 @@ import (
 // records it sent before the message is acked.
 type deliverer struct {
 	pool   *pgxpool.Pool
+	sent   *sentRecorder
 	mailer mailer
 	from   string // the From header
 	sender string // its address, the SMTP envelope sender
@@ -61,16 +62,16 @@ func (dl *deliverer) handle(ctx context.Context, d *rabbit.Delivery) error {
 	// Sent: record it, insisting, since failing here means sending again.
 	wait := 50 * time.Millisecond
 	for {
-		err := q.MarkSent(context.WithoutCancel(ctx), emaildb.MarkSentParams{TaskID: t.TaskID, Attempts: int32(d.Attempt)})
+		err := dl.sent.record(t.TaskID, d.Attempt)
 		if err == nil {
 			dl.log.InfoContext(ctx, "email sent", "task_id", t.TaskID, "kind", t.Kind, "attempt", d.Attempt)
 			return nil
 		}
 		dl.log.ErrorContext(ctx, "email sent but not recorded; retrying the record", "task_id", t.TaskID, "err", err)
-		if wait > 5*time.Second {
+		if wait > 5*time.Second || errors.Is(err, errRecorderStopped) {
 			return fmt.Errorf("record sent: %w", err)
 		}
-		time.Sleep(wait) // not cut short by shutdown: the send happened
+		time.Sleep(wait)
 		wait *= 2
 	}
 }

@@ -185,7 +185,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		Setup: func(d service.Deps) (service.Parts, error) {
 			n := &notifier{outbox: d.Outbox, exchange: topo.Exchange, log: d.Log}
 			from, _ := mail.ParseAddress(cfg.From) // checked by Validate
-			dl := &deliverer{pool: d.Pool, mailer: m, from: cfg.From, sender: from.Address, log: d.Log}
+			rec := newSentRecorder(d.Pool)
+			dl := &deliverer{pool: d.Pool, sent: rec, mailer: m, from: cfg.From, sender: from.Address, log: d.Log}
 			handle := dl.handle
 			if cfg.afterDeliver != nil {
 				handle = func(ctx context.Context, d *rabbit.Delivery) error {
@@ -208,8 +209,15 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 			return service.Parts{
 				Handler: n.handle,
 				Routes:  api.routes,
-				Workers: []func(context.Context) error{w.Run},
-				Checks:  []httpserver.Check{{Name: "rabbitmq", Func: conn.Ready}},
+				Workers: []func(context.Context) error{func(ctx context.Context) error {
+					// The recorder outlives the worker: a message in hand
+					// when the worker stops still gets its sent record.
+					rctx, stop := context.WithCancel(context.WithoutCancel(ctx))
+					go rec.run(rctx)
+					defer func() { stop(); <-rec.stopped }()
+					return w.Run(ctx)
+				}},
+				Checks: []httpserver.Check{{Name: "rabbitmq", Func: conn.Ready}},
 			}, nil
 		},
 	}, log)

@@ -34,8 +34,9 @@ type bundle struct {
 	cfg  Config
 	base string
 	smtp *smtpserver
-	in   *servicetest.Producer
-	topo rabbit.Topology
+	in     *servicetest.Producer
+	topo   rabbit.Topology
+	broker *kafkatest.Broker
 }
 
 type smtpserver = smtptest.Server
@@ -57,7 +58,7 @@ func setup(t *testing.T, mod func(*Config)) *bundle {
 	}
 	log := slog.New(slog.NewTextHandler(t.Output(), nil))
 	testenv.Start(t, func(ctx context.Context) error { return Run(ctx, cfg, log) })
-	b := &bundle{cfg: cfg, base: "http://" + cfg.HTTPAddr, smtp: srv, in: servicetest.NewProducer(t, broker), topo: topo}
+	b := &bundle{cfg: cfg, base: "http://" + cfg.HTTPAddr, smtp: srv, in: servicetest.NewProducer(t, broker), topo: topo, broker: broker}
 	servicetest.WaitReady(t, b.base)
 	return b
 }
@@ -194,7 +195,10 @@ func TestHappyPath(t *testing.T) {
 
 	failedID, refundedID := newID(), newID()
 	b.in.Produce(t, &contract.PaymentFailed{Envelope: contract.Envelope{OrderID: failedID}, CustomerID: "c-2", Email: to, Reason: "declined"})
-	b.in.Produce(t, placed(refundedID, to))
+	// The refund's event has no currency: the email takes it from the
+	// order's OrderPlaced, handled first here (on another topic, it could
+	// come later, and the amount would show without it).
+	servicetest.WaitConsumed(t, b.broker, "orderflow-email", b.in.ProduceAt(t, placed(refundedID, to)))
 	b.in.Produce(t, &contract.PaymentRefunded{Envelope: contract.Envelope{OrderID: refundedID}, PaymentID: newID(),
 		CustomerID: "c-1", Email: to, AmountCents: 2500, Reason: "customer_request"})
 	b.emails(t, failedID, func(es []emailJSON) bool { return statuses(es) == "payment_failed:sent" })

@@ -29,10 +29,6 @@ ON CONFLICT (task_id) DO NOTHING;
 -- name: EmailStatus :one
 SELECT status FROM emails WHERE task_id = @task_id;
 
--- name: MarkSent :exec
-UPDATE emails SET status = 'sent', attempts = @attempts, sent_at = now(), updated_at = now()
-WHERE task_id = @task_id;
-
 -- name: MarkFailed :exec
 -- A failed attempt: still queued (a retry is scheduled) or dead. A sent
 -- task stays sent.
@@ -47,3 +43,10 @@ FROM emails WHERE order_id = @order_id ORDER BY created_at, task_id;
 -- name: OldestQueued :one
 SELECT coalesce(extract(epoch FROM now() - min(created_at)), 0)::float8 AS age_seconds
 FROM emails WHERE status = 'queued';
+
+-- name: MarkSentMany :exec
+-- MarkSent for many tasks in one statement (the worker's sent records,
+-- batched).
+UPDATE emails AS e SET status = 'sent', attempts = s.attempts, sent_at = now(), updated_at = now()
+FROM (SELECT unnest(@task_ids::uuid[]) AS task_id, unnest(@attempts::int[]) AS attempts) AS s
+WHERE e.task_id = s.task_id;

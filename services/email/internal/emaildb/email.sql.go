@@ -168,18 +168,21 @@ func (q *Queries) MarkFailed(ctx context.Context, arg MarkFailedParams) error {
 	return err
 }
 
-const markSent = `-- name: MarkSent :exec
-UPDATE emails SET status = 'sent', attempts = $1, sent_at = now(), updated_at = now()
-WHERE task_id = $2
+const markSentMany = `-- name: MarkSentMany :exec
+UPDATE emails AS e SET status = 'sent', attempts = s.attempts, sent_at = now(), updated_at = now()
+FROM (SELECT unnest($1::uuid[]) AS task_id, unnest($2::int[]) AS attempts) AS s
+WHERE e.task_id = s.task_id
 `
 
-type MarkSentParams struct {
-	Attempts int32
-	TaskID   uuid.UUID
+type MarkSentManyParams struct {
+	TaskIds  []uuid.UUID
+	Attempts []int32
 }
 
-func (q *Queries) MarkSent(ctx context.Context, arg MarkSentParams) error {
-	_, err := q.db.Exec(ctx, markSent, arg.Attempts, arg.TaskID)
+// MarkSent for many tasks in one statement (the worker's sent records,
+// batched).
+func (q *Queries) MarkSentMany(ctx context.Context, arg MarkSentManyParams) error {
+	_, err := q.db.Exec(ctx, markSentMany, arg.TaskIds, arg.Attempts)
 	return err
 }
 
