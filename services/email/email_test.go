@@ -31,9 +31,9 @@ import (
 // bundle is a running email service with its SMTP server, a producer of
 // its input topics and its own queues on the local RabbitMQ.
 type bundle struct {
-	cfg  Config
-	base string
-	smtp *smtpserver
+	cfg    Config
+	base   string
+	smtp   *smtpserver
 	in     *servicetest.Producer
 	topo   rabbit.Topology
 	broker *kafkatest.Broker
