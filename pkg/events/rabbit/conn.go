@@ -31,6 +31,11 @@ type Conn struct {
 	gen  int      // connections dialled so far, to log reconnects
 }
 
+// ErrTopologyMismatch: a queue or exchange exists with other settings than
+// the topology's (e.g. another retry delay: RabbitMQ refuses to redeclare a
+// queue with another x-message-ttl). Delete it, or change it back.
+var ErrTopologyMismatch = errors.New("rabbit: the broker's queues differ from the topology (delete them to redeclare, or restore the settings)")
+
 // Dial returns a Conn to url (amqp://user:pass@host:port/vhost) named name
 // in the broker's connection list. It does not connect yet.
 func Dial(url, name string, topo Topology, log *slog.Logger) (*Conn, error) {
@@ -61,6 +66,9 @@ func (c *Conn) Channel(ctx context.Context) (*amqp.Channel, error) {
 		}
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
+		}
+		if errors.Is(err, ErrTopologyMismatch) {
+			return nil, err // retrying cannot fix it
 		}
 		c.log.Warn("rabbitmq unavailable; will retry", "err", err, "retry_in", wait)
 		if !clock.Sleep(ctx, rand.N(wait)+wait/2) {
@@ -105,6 +113,10 @@ func (c *Conn) connection() (*amqp.Connection, error) {
 	if err != nil {
 		_ = raw.Close()
 		c.conn, c.raw = nil, nil
+		var ae *amqp.Error
+		if errors.As(err, &ae) && ae.Code == amqp.PreconditionFailed {
+			return nil, fmt.Errorf("%w: %w", ErrTopologyMismatch, err)
+		}
 		return nil, err
 	}
 	if c.gen > 0 {

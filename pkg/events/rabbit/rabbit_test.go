@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -266,5 +267,26 @@ func TestCrashBeforeAckRedelivers(t *testing.T) {
 	})
 	if n, err := conn.QueueDepth(context.Background(), topo.Queue); err != nil || n != 0 {
 		t.Errorf("queue holds %d (%v)", n, err)
+	}
+}
+
+// A queue that exists with other settings (another retry delay) stops the
+// worker with a clear error instead of retrying forever.
+func TestTopologyMismatchIsPermanent(t *testing.T) {
+	t.Parallel()
+	topo := amqptest.Topology(t)
+	if err := amqptest.Conn(t, topo).Ready(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	changed := topo
+	changed.RetryDelays = []time.Duration{time.Second, 100 * time.Millisecond, 200 * time.Millisecond}
+	w, err := rabbit.NewWorker(rabbit.WorkerConfig{Conn: amqptest.Conn(t, changed), Handler: func(context.Context, *rabbit.Delivery) error { return nil }}, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := w.Run(ctx); !errors.Is(err, rabbit.ErrTopologyMismatch) || !strings.Contains(err.Error(), "PRECONDITION_FAILED") {
+		t.Errorf("Run = %v, want ErrTopologyMismatch naming PRECONDITION_FAILED", err)
 	}
 }

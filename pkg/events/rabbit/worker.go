@@ -107,6 +107,9 @@ func (w *Worker) Run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return nil
 		}
+		if errors.Is(err, ErrTopologyMismatch) {
+			return err
+		}
 		w.log.Warn("worker lost its channel; reconnecting", "err", err)
 	}
 }
