@@ -331,7 +331,7 @@ func TestForcedCloseWhileFlowing(t *testing.T) {
 	t.Parallel()
 	b := setup(t, nil)
 	b.smtp.SetRule(func([]string, mail.Header, int) *smtp.SMTPError {
-		time.Sleep(time.Millisecond) // keep the flow going for a while
+		time.Sleep(2 * time.Millisecond) // keep the flow going for a while (2 s or more)
 		return nil
 	})
 	const n = 1000
