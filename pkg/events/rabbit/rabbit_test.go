@@ -289,3 +289,35 @@ func TestTopologyMismatchIsPermanent(t *testing.T) {
 		t.Errorf("Run = %v, want ErrTopologyMismatch naming PRECONDITION_FAILED", err)
 	}
 }
+
+// A message whose every delivery kills its worker (never acked, never
+// forwarded) is dead-lettered by email.send's delivery limit, at least
+// once, instead of looping forever.
+func TestDeliveryLimitParksAPoisonPill(t *testing.T) {
+	t.Parallel()
+	topo := amqptest.Topology(t)
+	topo.DeliveryLimit = 2
+	conn := amqptest.Conn(t, topo)
+	rec := newRecorder()
+	w, err := rabbit.NewWorker(rabbit.WorkerConfig{Conn: conn, Handler: func(_ context.Context, d *rabbit.Delivery) error {
+		rec.seen(d.MessageId, d.Attempt)
+		return nil
+	}}, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.SetCrashAfterHandle(func(*rabbit.Delivery) bool { return true })
+	testenv.Start(t, w.Run)
+	m := message(topo, `"pill"`)
+	publishAll(t, rabbit.NewPublisher(conn), []outbox.Message{m}, 1)
+	d, ok := amqptest.Get(t, topo.DeadQueue(), 30*time.Second)
+	if !ok || d.MessageId != m.EventID.String() {
+		t.Fatalf("dead queue: %v %q, want the pill", ok, d.MessageId)
+	}
+	rec.mu.Lock()
+	n := len(rec.attempts[m.EventID.String()])
+	rec.mu.Unlock()
+	if n < 2 || n > 4 {
+		t.Errorf("handled %d times before parking, want about the limit (2) plus one", n)
+	}
+}
