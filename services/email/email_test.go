@@ -2,6 +2,7 @@ package email
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -363,5 +364,37 @@ func TestForcedCloseWhileFlowing(t *testing.T) {
 	}
 	if len(seen) != n || dups != 0 {
 		t.Errorf("%d distinct emails of %d, %d sent more than once", len(seen), n, dups)
+	}
+}
+
+// Two copies of one task in hand at once (a task published twice, e.g.
+// after a lost confirm): one claims it and sends, the other finds it being
+// sent, goes the retry path and is acked once it finds it sent.
+func TestTwoCopiesSendOnce(t *testing.T) {
+	t.Parallel()
+	b := setup(t, nil)
+	b.smtp.SetRule(func([]string, mail.Header, int) *smtp.SMTPError {
+		time.Sleep(300 * time.Millisecond) // both copies are in hand meanwhile
+		return nil
+	})
+	tk := task{TaskID: uuid.New(), OrderID: uuid.New(), Kind: kindConfirmation, To: "twice@example.com",
+		Subject: "Your order is confirmed", Text: "Thank you!", HTML: "<p>Thank you!</p>"}
+	body, err := json.Marshal(tk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		amqptest.Publish(t, b.topo.Exchange, b.topo.RoutingKey, amqp.Publishing{MessageId: tk.TaskID.String(), Body: body})
+	}
+	es := b.emails(t, tk.OrderID.String(), func(es []emailJSON) bool { return statuses(es) == "confirmation:sent" })
+	conn := amqptest.Conn(t, b.topo)
+	testenv.WaitFor(t, 10*time.Second, "both copies acked", func() bool {
+		n, err := conn.QueueDepth(context.Background(), b.topo.Queue)
+		m, err2 := conn.QueueDepth(context.Background(), b.topo.RetryQueue(1))
+		return err == nil && err2 == nil && n == 0 && m == 0
+	})
+	time.Sleep(300 * time.Millisecond)
+	if n := b.smtp.Attempts("<" + es[0].TaskID.String() + "@orderflow.local>"); n != 1 {
+		t.Errorf("the SMTP server saw %d sends, want 1", n)
 	}
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"github.com/orderflow/orderflow/pkg/events/correlation"
 	"github.com/orderflow/orderflow/pkg/events/rabbit"
 )
 
@@ -43,12 +44,22 @@ const (
 	smtpDataTimeout    = 30 * time.Second
 )
 
-func (m *smtpMailer) send(_ context.Context, from, to string, msg []byte) error {
-	c, err := m.client()
+func (m *smtpMailer) send(ctx context.Context, from, to string, msg []byte) error {
+	c, reused, err := m.client()
 	if err != nil {
 		return fmt.Errorf("smtp %s: %w", m.addr, err) // refused, timed out: transient
 	}
-	if err := c.SendMail(from, []string{to}, bytes.NewReader(msg)); err != nil {
+	err = c.SendMail(from, []string{to}, bytes.NewReader(msg))
+	var se *smtp.SMTPError
+	if err != nil && reused && !errors.As(err, &se) {
+		// An idle connection the server dropped: once more on a new one.
+		_ = c.Close()
+		if c, _, err = m.dial(); err != nil {
+			return fmt.Errorf("smtp %s: %w", m.addr, err)
+		}
+		err = c.SendMail(from, []string{to}, bytes.NewReader(msg))
+	}
+	if err != nil {
 		_ = c.Close() // its state is unknown: never reused
 		var se *smtp.SMTPError
 		if errors.As(err, &se) && se.Code >= 500 {
@@ -64,24 +75,28 @@ func (m *smtpMailer) send(_ context.Context, from, to string, msg []byte) error 
 	return nil
 }
 
-// client returns an idle connection or dials one.
-func (m *smtpMailer) client() (*smtp.Client, error) {
+// client returns an idle connection (reused) or dials one.
+func (m *smtpMailer) client() (c *smtp.Client, reused bool, err error) {
 	select {
 	case c := <-m.idle:
-		return c, nil
+		return c, true, nil
 	default:
 	}
+	return m.dial()
+}
+
+func (m *smtpMailer) dial() (*smtp.Client, bool, error) {
 	conn, err := net.DialTimeout("tcp", m.addr, smtpDialTimeout)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	c := smtp.NewClient(conn)
 	c.CommandTimeout, c.SubmissionTimeout = smtpCommandTimeout, smtpDataTimeout
 	if err := c.Hello("orderflow.local"); err != nil {
 		_ = c.Close()
-		return nil, err
+		return nil, false, err
 	}
-	return c, nil
+	return c, false, nil
 }
 
 // close closes the idle connections.
@@ -136,6 +151,16 @@ func messageIDOf(msg []byte) string {
 	return string(rest[:j])
 }
 
+// safeCorrelationID is id when it is a valid correlation id, else empty:
+// the header comes from the message, which anyone who can publish to the
+// exchange writes, and must not smuggle in header lines.
+func safeCorrelationID(id string) string {
+	if correlation.ValidID(id) {
+		return id
+	}
+	return ""
+}
+
 // buildMessage is t as a MIME message: multipart/alternative with the text
 // and HTML parts, quoted-printable; Message-ID from the task id, so a
 // message sent twice (see the package doc) carries the same id, and
@@ -172,7 +197,7 @@ func buildMessage(from string, t task, correlationID string, now time.Time) ([]b
 		{"Subject", mime.QEncoding.Encode("utf-8", t.Subject)},
 		{"Date", now.Format(time.RFC1123Z)},
 		{"Message-ID", "<" + t.TaskID.String() + "@orderflow.local>"},
-		{"X-Correlation-ID", correlationID},
+		{"X-Correlation-ID", safeCorrelationID(correlationID)},
 		{"X-Orderflow-Order", t.OrderID.String()},
 		{"MIME-Version", "1.0"},
 		{"Content-Type", "multipart/alternative; boundary=" + mw.Boundary()},

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -60,7 +61,11 @@ func (r *sentRecorder) run(ctx context.Context) {
 		for i, req := range batch {
 			p.TaskIds[i], p.Attempts[i] = req.id, req.attempt
 		}
-		err := emaildb.New(r.pool).MarkSentMany(context.WithoutCancel(ctx), p)
+		// Not cut by shutdown (these emails went out), but bounded, so a
+		// hung database cannot hold the service's stop forever.
+		mctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		err := emaildb.New(r.pool).MarkSentMany(mctx, p)
+		cancel()
 		if err != nil {
 			err = fmt.Errorf("record %d sent emails: %w", len(batch), err)
 		}

@@ -64,6 +64,15 @@ func decodeTask(body []byte) (task, error) {
 	return t, nil
 }
 
+// address is the recipient's bare address, for the SMTP envelope (To may
+// carry a display name).
+func (t task) address() string {
+	if a, err := mail.ParseAddress(t.To); err == nil {
+		return a.Address
+	}
+	return t.To
+}
+
 // taskNamespace derives task ids from event ids: the same event always
 // makes the same task, even handled again after its inbox row was pruned.
 var taskNamespace = uuid.MustParse("8d3f5a2e-4b7c-4e61-9a0f-2c5d7e9b1a34")

@@ -26,6 +26,14 @@ INSERT INTO emails (task_id, order_id, kind, to_addr, subject)
 VALUES (@task_id, @order_id, @kind, @to_addr, @subject)
 ON CONFLICT (task_id) DO NOTHING;
 
+-- name: ClaimEmail :execrows
+-- One row when this delivery may send the task: queued, dead (a replay), or
+-- claimed longer ago than stale_seconds by a worker that must have died.
+UPDATE emails SET status = 'sending', claimed_at = now(), updated_at = now()
+WHERE task_id = @task_id
+  AND (status IN ('queued', 'dead')
+       OR (status = 'sending' AND claimed_at < now() - make_interval(secs => @stale_seconds::float8)));
+
 -- name: EmailStatus :one
 SELECT status FROM emails WHERE task_id = @task_id;
 
@@ -42,7 +50,7 @@ FROM emails WHERE order_id = @order_id ORDER BY created_at, task_id;
 
 -- name: OldestQueued :one
 SELECT coalesce(extract(epoch FROM now() - min(created_at)), 0)::float8 AS age_seconds
-FROM emails WHERE status = 'queued';
+FROM emails WHERE status IN ('queued', 'sending');
 
 -- name: MarkSentMany :exec
 -- MarkSent for many tasks in one statement (the worker's sent records,

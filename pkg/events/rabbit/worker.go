@@ -29,6 +29,12 @@ const (
 // message, an SMTP 5xx): wrap it and the message is parked at once.
 var ErrPermanent = errors.New("permanent failure")
 
+// ErrRequeue marks a Handler error after which the message must come again
+// exactly as it is: neither forwarded to a retry queue nor counted as an
+// attempt, just left unacked (e.g. an email sent whose sent record could
+// not be written before shutdown).
+var ErrRequeue = errors.New("leave the message for redelivery")
+
 // Delivery is a message handed to the Handler.
 type Delivery struct {
 	amqp.Delivery
@@ -102,7 +108,9 @@ func NewWorker(cfg WorkerConfig, log *slog.Logger) (*Worker, error) {
 // channel is lost; messages in hand then are redelivered by the broker (at
 // least once). On shutdown it waits for the messages in hand.
 func (w *Worker) Run(ctx context.Context) error {
+	wait := 100 * time.Millisecond
 	for {
+		began := time.Now()
 		err := w.session(ctx)
 		if ctx.Err() != nil {
 			return nil
@@ -110,7 +118,16 @@ func (w *Worker) Run(ctx context.Context) error {
 		if errors.Is(err, ErrTopologyMismatch) {
 			return err
 		}
-		w.log.Warn("worker lost its channel; reconnecting", "err", err)
+		if time.Since(began) > time.Minute {
+			wait = 100 * time.Millisecond // it ran a while: a fresh failure
+		}
+		w.log.Warn("worker lost its channel; reconnecting", "err", err, "retry_in", wait)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 5*time.Second)
 	}
 }
 
@@ -145,6 +162,7 @@ func (w *Worker) session(ctx context.Context) error {
 		return err
 	}
 	closed := ch.NotifyClose(make(chan *amqp.Error, 1))
+	pubClosed := pub.NotifyClose(make(chan *amqp.Error, 1))
 	sctx, crash := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	defer func() {
@@ -167,6 +185,8 @@ func (w *Worker) session(ctx context.Context) error {
 			return nil
 		case err := <-closed:
 			return fmt.Errorf("channel closed: %v", err)
+		case err := <-pubClosed:
+			return fmt.Errorf("publishing channel closed: %v", err)
 		case d, ok := <-deliveries:
 			if !ok {
 				return errors.New("deliveries closed")
@@ -200,6 +220,11 @@ func (w *Worker) handle(ctx context.Context, pub *amqp.Channel, d *Delivery, cra
 		if err := d.Ack(false); err != nil {
 			log.WarnContext(hctx, "ack failed; the message will be redelivered", "err", err)
 		}
+		return
+	}
+	if errors.Is(err, ErrRequeue) {
+		log.WarnContext(hctx, "message left for redelivery", "err", err)
+		_ = d.Nack(false, true)
 		return
 	}
 	o := Outcome{Attempt: d.Attempt, Err: err, Dead: errors.Is(err, ErrPermanent) || d.Attempt >= w.cfg.MaxAttempts}
@@ -272,19 +297,24 @@ func (w *Worker) forward(ctx context.Context, pub *amqp.Channel, d *Delivery, ex
 	return nil
 }
 
-// attempts reads the x-attempts header (0 when absent or not a number).
+// attempts reads the x-attempts header: 0 when absent, not a number or
+// out of range (a stranger's header must not break the arithmetic).
 func attempts(h amqp.Table) int {
+	var n int64
 	switch v := h[HeaderAttempts].(type) {
 	case int64:
-		return int(v)
+		n = v
 	case int32:
-		return int(v)
+		n = int64(v)
 	case int:
-		return v
+		n = int64(v)
 	case int16:
-		return int(v)
+		n = int64(v)
 	case int8:
-		return int(v)
+		n = int64(v)
 	}
-	return 0
+	if n < 0 || n > 1_000_000 {
+		return 0
+	}
+	return int(n)
 }

@@ -36,6 +36,28 @@ func (q *Queries) AddWaiting(ctx context.Context, arg AddWaitingParams) error {
 	return err
 }
 
+const claimEmail = `-- name: ClaimEmail :execrows
+UPDATE emails SET status = 'sending', claimed_at = now(), updated_at = now()
+WHERE task_id = $1
+  AND (status IN ('queued', 'dead')
+       OR (status = 'sending' AND claimed_at < now() - make_interval(secs => $2::float8)))
+`
+
+type ClaimEmailParams struct {
+	TaskID       uuid.UUID
+	StaleSeconds float64
+}
+
+// One row when this delivery may send the task: queued, dead (a replay), or
+// claimed longer ago than stale_seconds by a worker that must have died.
+func (q *Queries) ClaimEmail(ctx context.Context, arg ClaimEmailParams) (int64, error) {
+	result, err := q.db.Exec(ctx, claimEmail, arg.TaskID, arg.StaleSeconds)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
+}
+
 const emailStatus = `-- name: EmailStatus :one
 SELECT status FROM emails WHERE task_id = $1
 `
@@ -188,7 +210,7 @@ func (q *Queries) MarkSentMany(ctx context.Context, arg MarkSentManyParams) erro
 
 const oldestQueued = `-- name: OldestQueued :one
 SELECT coalesce(extract(epoch FROM now() - min(created_at)), 0)::float8 AS age_seconds
-FROM emails WHERE status = 'queued'
+FROM emails WHERE status IN ('queued', 'sending')
 `
 
 func (q *Queries) OldestQueued(ctx context.Context) (float64, error) {

@@ -23,6 +23,7 @@ type Email struct {
 	CreatedAt time.Time
 	SentAt    pgtype.Timestamptz
 	UpdatedAt time.Time
+	ClaimedAt pgtype.Timestamptz
 }
 
 type Recipient struct {
