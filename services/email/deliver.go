@@ -21,19 +21,24 @@ type deliverer struct {
 	pool   *pgxpool.Pool
 	sent   *sentRecorder
 	mailer mailer
-	from   string // the From header
-	sender string // its address, the SMTP envelope sender
+	from   string        // the From header
+	sender string        // its address, the SMTP envelope sender
+	stale  time.Duration // defaultClaimStale but in tests
 	log    *slog.Logger
 }
 
-// claimStale is how long a claim (status sending) holds off other copies
-// of the task: longer than one SMTP exchange may take (dial, commands and
-// data timeouts), so only a worker that died mid-send loses its claim.
-const claimStale = time.Minute
+// defaultClaimStale is how long a claim (status sending) holds off other
+// copies of the task: longer than one SMTP exchange may take (dial,
+// commands and data timeouts), so only a worker that died mid-send loses
+// its claim.
+const defaultClaimStale = time.Minute
 
-// errInProgress: another copy of the task is being sent right now; this
-// one goes the retry path and will find it sent.
-var errInProgress = errors.New("another delivery of this task is sending it")
+// dbTimeout bounds the deliverer's own statements. They run on a context
+// detached from the worker's session: a channel lost mid-message must not
+// leave a claim half taken or a failed send unreleased.
+const dbTimeout = 10 * time.Second
+
+var errAlreadySent = errors.New("already sent")
 
 // handle sends the task of d unless it was sent before. It first claims
 // the task (status sending), so two copies in hand at once do not both
@@ -56,9 +61,12 @@ func (dl *deliverer) handle(ctx context.Context, d *rabbit.Delivery) error {
 	}
 	msg, err := buildMessage(dl.from, t, d.CorrelationID(), time.Now())
 	if err != nil {
-		return fmt.Errorf("build message: %w: %w", err, rabbit.ErrPermanent)
+		err = fmt.Errorf("build message: %w: %w", err, rabbit.ErrPermanent)
+	} else {
+		err = dl.mailer.send(ctx, dl.sender, t.address(), msg)
 	}
-	if err := dl.mailer.send(ctx, dl.sender, t.address(), msg); err != nil {
+	if err != nil {
+		dl.release(ctx, t.TaskID)
 		return err
 	}
 	// Sent: record it, insisting, since a failure here must not send
@@ -80,38 +88,72 @@ func (dl *deliverer) handle(ctx context.Context, d *rabbit.Delivery) error {
 	}
 }
 
-var errAlreadySent = errors.New("already sent")
-
-// claim takes the task for this delivery (see handle); errAlreadySent
-// when it was sent, errInProgress when another delivery holds it.
+// claim takes the task for this delivery (see handle), or errAlreadySent.
+// When another delivery holds the claim, claim waits for it to end: the
+// task sent (errAlreadySent), released after a failure (claimed here), or
+// the claim gone stale (taken over). Waiting costs a prefetch slot for one
+// SMTP exchange; going the retry path instead would spend attempts and
+// could park a task that another worker is about to send.
 func (dl *deliverer) claim(ctx context.Context, t task) error {
-	q := emaildb.New(dl.pool)
-	for range 2 {
-		n, err := q.ClaimEmail(ctx, emaildb.ClaimEmailParams{TaskID: t.TaskID, StaleSeconds: claimStale.Seconds()})
-		if err != nil {
-			return fmt.Errorf("claim email: %w", err)
-		}
-		if n == 1 {
-			return nil
-		}
-		status, err := q.EmailStatus(ctx, t.TaskID)
+	wait := 20 * time.Millisecond
+	for {
+		n, status, err := dl.tryClaim(ctx, t)
 		switch {
-		case errors.Is(err, pgx.ErrNoRows):
-			// Published by someone other than the notifier (a replay, a
-			// test): given a row, so its send is recorded like any other.
-			if _, err := q.InsertEmail(ctx, emaildb.InsertEmailParams{TaskID: t.TaskID, OrderID: t.OrderID, Kind: t.Kind, ToAddr: t.To, Subject: t.Subject}); err != nil {
-				return fmt.Errorf("insert email: %w", err)
-			}
-			continue // and claim it
 		case err != nil:
-			return fmt.Errorf("email status: %w", err)
+			return err
+		case n == 1:
+			return nil
 		case status == "sent":
 			return errAlreadySent
-		default:
-			return errInProgress
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, time.Second)
+	}
+}
+
+// tryClaim claims the task once: n is 1 when it did, else status is the
+// task's status. A task without a row (published by someone other than
+// the notifier: a replay, a test) is given one, so its send is recorded
+// like any other.
+func (dl *deliverer) tryClaim(ctx context.Context, t task) (n int64, status string, err error) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), dbTimeout)
+	defer cancel()
+	q := emaildb.New(dl.pool)
+	for range 2 {
+		n, err := q.ClaimEmail(ctx, emaildb.ClaimEmailParams{TaskID: t.TaskID, StaleSeconds: dl.stale.Seconds()})
+		if err != nil || n == 1 {
+			return n, "", wrapErr("claim email", err)
+		}
+		status, err := q.EmailStatus(ctx, t.TaskID)
+		if !errors.Is(err, pgx.ErrNoRows) {
+			return 0, status, wrapErr("email status", err)
+		}
+		if _, err := q.InsertEmail(ctx, emaildb.InsertEmailParams{TaskID: t.TaskID, OrderID: t.OrderID, Kind: t.Kind, ToAddr: t.To, Subject: t.Subject}); err != nil {
+			return 0, "", fmt.Errorf("insert email: %w", err)
 		}
 	}
-	return errInProgress
+	return 0, "sending", nil // inserted, then claimed by another copy
+}
+
+// release gives the claim up after a failed send, so the retry (or a copy
+// waiting in claim) may take it.
+func (dl *deliverer) release(ctx context.Context, id uuid.UUID) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), dbTimeout)
+	defer cancel()
+	if err := emaildb.New(dl.pool).ReleaseEmail(ctx, id); err != nil {
+		dl.log.WarnContext(ctx, "could not release a claim; it goes stale in a minute", "task_id", id, "err", err)
+	}
+}
+
+func wrapErr(what string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("%s: %w", what, err)
 }
 
 // failed records a failed attempt's outcome on the task's row.
@@ -119,9 +161,6 @@ func (dl *deliverer) failed(ctx context.Context, d *rabbit.Delivery, o rabbit.Ou
 	id, err := uuid.Parse(d.MessageId)
 	if err != nil {
 		return // not one of ours: no row
-	}
-	if errors.Is(o.Err, errInProgress) && !o.Dead {
-		return // the row is another delivery's, which is sending it
 	}
 	err = emaildb.New(dl.pool).MarkFailed(ctx, emaildb.MarkFailedParams{
 		TaskID: id, Attempts: int32(o.Attempt), LastError: o.Err.Error(), Dead: o.Dead,

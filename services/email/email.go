@@ -59,6 +59,8 @@ type Config struct {
 	// afterDeliver, a test hook, runs after a task's handling succeeded
 	// and before its ack.
 	afterDeliver func(conn *rabbit.Conn)
+	// claimStale, for tests, replaces defaultClaimStale.
+	claimStale time.Duration
 }
 
 // Defaults.
@@ -186,7 +188,10 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 			n := &notifier{outbox: d.Outbox, exchange: topo.Exchange, log: d.Log}
 			from, _ := mail.ParseAddress(cfg.From) // checked by Validate
 			rec := newSentRecorder(d.Pool)
-			dl := &deliverer{pool: d.Pool, sent: rec, mailer: m, from: cfg.From, sender: from.Address, log: d.Log}
+			dl := &deliverer{pool: d.Pool, sent: rec, mailer: m, from: cfg.From, sender: from.Address, stale: cfg.claimStale, log: d.Log}
+			if dl.stale == 0 {
+				dl.stale = defaultClaimStale
+			}
 			handle := dl.handle
 			if cfg.afterDeliver != nil {
 				handle = func(ctx context.Context, d *rabbit.Delivery) error {

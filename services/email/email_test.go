@@ -368,8 +368,8 @@ func TestForcedCloseWhileFlowing(t *testing.T) {
 }
 
 // Two copies of one task in hand at once (a task published twice, e.g.
-// after a lost confirm): one claims it and sends, the other finds it being
-// sent, goes the retry path and is acked once it finds it sent.
+// after a lost confirm): one claims it and sends, the other waits for the
+// claim to end, finds the task sent and is acked without a retry.
 func TestTwoCopiesSendOnce(t *testing.T) {
 	t.Parallel()
 	b := setup(t, nil)
@@ -395,6 +395,38 @@ func TestTwoCopiesSendOnce(t *testing.T) {
 	})
 	time.Sleep(300 * time.Millisecond)
 	if n := b.smtp.Attempts("<" + es[0].TaskID.String() + "@orderflow.local>"); n != 1 {
+		t.Errorf("the SMTP server saw %d sends, want 1", n)
+	}
+}
+
+// A worker that died after claiming a task, before the SMTP exchange
+// ended: its claim holds off the redelivered copy until it goes stale,
+// then the copy takes over and the email is sent once.
+func TestStaleClaimTakenOver(t *testing.T) {
+	t.Parallel()
+	const stale = 2 * time.Second
+	b := setup(t, func(c *Config) { c.claimStale = stale })
+	tk := task{TaskID: uuid.New(), OrderID: uuid.New(), Kind: kindConfirmation, To: "late@example.com",
+		Subject: "Your order is confirmed", Text: "Thank you!", HTML: "<p>Thank you!</p>"}
+	pool := servicetest.Pool(t, b.cfg.Config)
+	_, err := pool.Exec(context.Background(), `INSERT INTO emails (task_id, order_id, kind, to_addr, subject, status, claimed_at)
+		VALUES ($1, $2, $3, $4, $5, 'sending', now())`, tk.TaskID, tk.OrderID, tk.Kind, tk.To, tk.Subject)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := json.Marshal(tk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	amqptest.Publish(t, b.topo.Exchange, b.topo.RoutingKey, amqp.Publishing{MessageId: tk.TaskID.String(), Body: body})
+	msgID := "<" + tk.TaskID.String() + "@orderflow.local>"
+	time.Sleep(stale / 2)
+	if n := b.smtp.Attempts(msgID); n != 0 {
+		t.Fatalf("sent %d times while another worker's claim was fresh", n)
+	}
+	b.emails(t, tk.OrderID.String(), func(es []emailJSON) bool { return statuses(es) == "confirmation:sent" })
+	time.Sleep(300 * time.Millisecond)
+	if n := b.smtp.Attempts(msgID); n != 1 {
 		t.Errorf("the SMTP server saw %d sends, want 1", n)
 	}
 }

@@ -34,15 +34,20 @@ WHERE task_id = @task_id
   AND (status IN ('queued', 'dead')
        OR (status = 'sending' AND claimed_at < now() - make_interval(secs => @stale_seconds::float8)));
 
+-- name: ReleaseEmail :exec
+-- A claim given up after a failed send.
+UPDATE emails SET status = 'queued', claimed_at = NULL, updated_at = now()
+WHERE task_id = @task_id AND status = 'sending';
+
 -- name: EmailStatus :one
 SELECT status FROM emails WHERE task_id = @task_id;
 
 -- name: MarkFailed :exec
 -- A failed attempt: still queued (a retry is scheduled) or dead. A sent
--- task stays sent.
+-- task stays sent; one claimed by another copy is left to that copy.
 UPDATE emails SET status = CASE WHEN @dead::bool THEN 'dead' ELSE 'queued' END,
     attempts = @attempts, last_error = @last_error, updated_at = now()
-WHERE task_id = @task_id AND status <> 'sent';
+WHERE task_id = @task_id AND status NOT IN ('sent', 'sending');
 
 -- name: ListEmails :many
 SELECT task_id, order_id, kind, to_addr, subject, status, attempts, last_error, created_at, sent_at

@@ -168,7 +168,7 @@ func (q *Queries) ListEmails(ctx context.Context, orderID uuid.UUID) ([]ListEmai
 const markFailed = `-- name: MarkFailed :exec
 UPDATE emails SET status = CASE WHEN $1::bool THEN 'dead' ELSE 'queued' END,
     attempts = $2, last_error = $3, updated_at = now()
-WHERE task_id = $4 AND status <> 'sent'
+WHERE task_id = $4 AND status NOT IN ('sent', 'sending')
 `
 
 type MarkFailedParams struct {
@@ -179,7 +179,7 @@ type MarkFailedParams struct {
 }
 
 // A failed attempt: still queued (a retry is scheduled) or dead. A sent
-// task stays sent.
+// task stays sent; one claimed by another copy is left to that copy.
 func (q *Queries) MarkFailed(ctx context.Context, arg MarkFailedParams) error {
 	_, err := q.db.Exec(ctx, markFailed,
 		arg.Dead,
@@ -218,6 +218,17 @@ func (q *Queries) OldestQueued(ctx context.Context) (float64, error) {
 	var age_seconds float64
 	err := row.Scan(&age_seconds)
 	return age_seconds, err
+}
+
+const releaseEmail = `-- name: ReleaseEmail :exec
+UPDATE emails SET status = 'queued', claimed_at = NULL, updated_at = now()
+WHERE task_id = $1 AND status = 'sending'
+`
+
+// A claim given up after a failed send.
+func (q *Queries) ReleaseEmail(ctx context.Context, taskID uuid.UUID) error {
+	_, err := q.db.Exec(ctx, releaseEmail, taskID)
+	return err
 }
 
 const rememberRecipient = `-- name: RememberRecipient :one
