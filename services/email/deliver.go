@@ -19,15 +19,15 @@ import (
 // records it sent before the message is acked.
 type deliverer struct {
 	pool   *pgxpool.Pool
-	sent   *sentRecorder
+	claims *batcher[uuid.UUID, bool]      // newClaimer
+	sent   *batcher[sentRecord, struct{}] // newSentRecorder
 	mailer mailer
-	from   string        // the From header
-	sender string        // its address, the SMTP envelope sender
-	stale  time.Duration // defaultClaimStale but in tests
+	from   string // the From header
+	sender string // its address, the SMTP envelope sender
 	log    *slog.Logger
 }
 
-// defaultClaimStale is how long a claim (status sending) holds off other
+// defaultClaimStale is how long a claim (claimed_at) holds off other
 // copies of the task: longer than one SMTP exchange may take (dial,
 // commands and data timeouts), so only a worker that died mid-send loses
 // its claim.
@@ -41,7 +41,7 @@ const dbTimeout = 10 * time.Second
 var errAlreadySent = errors.New("already sent")
 
 // handle sends the task of d unless it was sent before. It first claims
-// the task (status sending), so two copies in hand at once do not both
+// the task (claimed_at), so two copies in hand at once do not both
 // send; a task already sent is acked without sending (a redelivery after a
 // worker died between recording and acking, or a copy published twice).
 // What is left is the window between the SMTP server's acceptance and the
@@ -74,12 +74,12 @@ func (dl *deliverer) handle(ctx context.Context, d *rabbit.Delivery) error {
 	// happens now, only left unacked when the service stops.
 	wait := 50 * time.Millisecond
 	for {
-		err := dl.sent.record(t.TaskID, d.Attempt)
+		_, err := dl.sent.do(sentRecord{id: t.TaskID, attempt: int32(d.Attempt)})
 		if err == nil {
 			dl.log.InfoContext(ctx, "email sent", "task_id", t.TaskID, "kind", t.Kind, "attempt", d.Attempt)
 			return nil
 		}
-		if errors.Is(err, errRecorderStopped) {
+		if errors.Is(err, errBatcherStopped) {
 			return fmt.Errorf("email %s sent but not recorded at shutdown: %w", t.TaskID, rabbit.ErrRequeue)
 		}
 		dl.log.ErrorContext(ctx, "email sent but not recorded; retrying the record", "task_id", t.TaskID, "err", err)
@@ -97,11 +97,11 @@ func (dl *deliverer) handle(ctx context.Context, d *rabbit.Delivery) error {
 func (dl *deliverer) claim(ctx context.Context, t task) error {
 	wait := 20 * time.Millisecond
 	for {
-		n, status, err := dl.tryClaim(ctx, t)
+		claimed, status, err := dl.tryClaim(ctx, t)
 		switch {
 		case err != nil:
 			return err
-		case n == 1:
+		case claimed:
 			return nil
 		case status == "sent":
 			return errAlreadySent
@@ -115,28 +115,28 @@ func (dl *deliverer) claim(ctx context.Context, t task) error {
 	}
 }
 
-// tryClaim claims the task once: n is 1 when it did, else status is the
-// task's status. A task without a row (published by someone other than
+// tryClaim claims the task once; when it could not, status is the task's
+// status. A task without a row (published by someone other than
 // the notifier: a replay, a test) is given one, so its send is recorded
 // like any other.
-func (dl *deliverer) tryClaim(ctx context.Context, t task) (n int64, status string, err error) {
+func (dl *deliverer) tryClaim(ctx context.Context, t task) (claimed bool, status string, err error) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), dbTimeout)
 	defer cancel()
 	q := emaildb.New(dl.pool)
 	for range 2 {
-		n, err := q.ClaimEmail(ctx, emaildb.ClaimEmailParams{TaskID: t.TaskID, StaleSeconds: dl.stale.Seconds()})
-		if err != nil || n == 1 {
-			return n, "", wrapErr("claim email", err)
+		claimed, err := dl.claims.do(t.TaskID)
+		if err != nil || claimed {
+			return claimed, "", err
 		}
 		status, err := q.EmailStatus(ctx, t.TaskID)
 		if !errors.Is(err, pgx.ErrNoRows) {
-			return 0, status, wrapErr("email status", err)
+			return false, status, wrapErr("email status", err)
 		}
 		if _, err := q.InsertEmail(ctx, emaildb.InsertEmailParams{TaskID: t.TaskID, OrderID: t.OrderID, Kind: t.Kind, ToAddr: t.To, Subject: t.Subject}); err != nil {
-			return 0, "", fmt.Errorf("insert email: %w", err)
+			return false, "", fmt.Errorf("insert email: %w", err)
 		}
 	}
-	return 0, "sending", nil // inserted, then claimed by another copy
+	return false, "queued", nil // inserted, then claimed by another copy
 }
 
 // release gives the claim up after a failed send, so the retry (or a copy

@@ -187,11 +187,12 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		Setup: func(d service.Deps) (service.Parts, error) {
 			n := &notifier{outbox: d.Outbox, exchange: topo.Exchange, log: d.Log}
 			from, _ := mail.ParseAddress(cfg.From) // checked by Validate
-			rec := newSentRecorder(d.Pool)
-			dl := &deliverer{pool: d.Pool, sent: rec, mailer: m, from: cfg.From, sender: from.Address, stale: cfg.claimStale, log: d.Log}
-			if dl.stale == 0 {
-				dl.stale = defaultClaimStale
+			stale := cfg.claimStale
+			if stale == 0 {
+				stale = defaultClaimStale
 			}
+			claims, sent := newClaimer(d.Pool, stale), newSentRecorder(d.Pool)
+			dl := &deliverer{pool: d.Pool, claims: claims, sent: sent, mailer: m, from: cfg.From, sender: from.Address, log: d.Log}
 			handle := dl.handle
 			if cfg.afterDeliver != nil {
 				handle = func(ctx context.Context, d *rabbit.Delivery) error {
@@ -215,11 +216,12 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 				Handler: n.handle,
 				Routes:  api.routes,
 				Workers: []func(context.Context) error{func(ctx context.Context) error {
-					// The recorder outlives the worker: a message in hand
+					// The batchers outlive the worker: a message in hand
 					// when the worker stops still gets its sent record.
-					rctx, stop := context.WithCancel(context.WithoutCancel(ctx))
-					go rec.run(rctx)
-					defer func() { stop(); <-rec.stopped }()
+					bctx, stop := context.WithCancel(context.WithoutCancel(ctx))
+					go claims.run(bctx)
+					go sent.run(bctx)
+					defer func() { stop(); <-claims.stopped; <-sent.stopped }()
 					return w.Run(ctx)
 				}},
 				Checks: []httpserver.Check{{Name: "rabbitmq", Func: conn.Ready}},

@@ -410,7 +410,7 @@ func TestStaleClaimTakenOver(t *testing.T) {
 		Subject: "Your order is confirmed", Text: "Thank you!", HTML: "<p>Thank you!</p>"}
 	pool := servicetest.Pool(t, b.cfg.Config)
 	_, err := pool.Exec(context.Background(), `INSERT INTO emails (task_id, order_id, kind, to_addr, subject, status, claimed_at)
-		VALUES ($1, $2, $3, $4, $5, 'sending', now())`, tk.TaskID, tk.OrderID, tk.Kind, tk.To, tk.Subject)
+		VALUES ($1, $2, $3, $4, $5, 'queued', now())`, tk.TaskID, tk.OrderID, tk.Kind, tk.To, tk.Subject)
 	if err != nil {
 		t.Fatal(err)
 	}

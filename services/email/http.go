@@ -59,7 +59,7 @@ func (s *api) handleEmailsGet(w http.ResponseWriter, r *http.Request) {
 	for _, e := range rows {
 		j := emailJSON{
 			TaskID: e.TaskID, OrderID: e.OrderID, Kind: e.Kind, To: e.ToAddr, Subject: e.Subject,
-			Status: publicStatus(e.Status), Attempts: e.Attempts, LastError: e.LastError, CreatedAt: e.CreatedAt.UTC(),
+			Status: e.Status, Attempts: e.Attempts, LastError: e.LastError, CreatedAt: e.CreatedAt.UTC(),
 		}
 		if e.SentAt.Valid {
 			t := e.SentAt.Time.UTC()
@@ -68,15 +68,6 @@ func (s *api) handleEmailsGet(w http.ResponseWriter, r *http.Request) {
 		out = append(out, j)
 	}
 	httpserver.WriteJSON(w, http.StatusOK, out)
-}
-
-// publicStatus is a task's status as DESIGN names them: a task being sent
-// is still queued.
-func publicStatus(s string) string {
-	if s == "sending" {
-		return "queued"
-	}
-	return s
 }
 
 func (s *api) writeError(w http.ResponseWriter, r *http.Request, err error) {

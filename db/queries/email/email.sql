@@ -26,18 +26,27 @@ INSERT INTO emails (task_id, order_id, kind, to_addr, subject)
 VALUES (@task_id, @order_id, @kind, @to_addr, @subject)
 ON CONFLICT (task_id) DO NOTHING;
 
--- name: ClaimEmail :execrows
--- One row when this delivery may send the task: queued, dead (a replay), or
--- claimed longer ago than stale_seconds by a worker that must have died.
-UPDATE emails SET status = 'sending', claimed_at = now(), updated_at = now()
-WHERE task_id = @task_id
-  AND (status IN ('queued', 'dead')
-       OR (status = 'sending' AND claimed_at < now() - make_interval(secs => @stale_seconds::float8)));
+-- name: ClaimEmails :many
+-- The tasks among task_ids this batch of deliveries may send: queued or
+-- dead (a replay), and not claimed, or claimed longer ago than
+-- stale_seconds by a worker that must have died. A row locked by another
+-- transaction (another claimer, a release) is skipped, not waited for: its
+-- delivery looks again.
+WITH claimable AS (
+    SELECT task_id FROM emails
+    WHERE task_id = ANY(@task_ids::uuid[])
+      AND status IN ('queued', 'dead')
+      AND (claimed_at IS NULL OR claimed_at < now() - make_interval(secs => @stale_seconds::float8))
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE emails AS e SET claimed_at = now()
+FROM claimable AS c
+WHERE e.task_id = c.task_id
+RETURNING e.task_id;
 
 -- name: ReleaseEmail :exec
 -- A claim given up after a failed send.
-UPDATE emails SET status = 'queued', claimed_at = NULL, updated_at = now()
-WHERE task_id = @task_id AND status = 'sending';
+UPDATE emails SET claimed_at = NULL WHERE task_id = @task_id;
 
 -- name: EmailStatus :one
 SELECT status FROM emails WHERE task_id = @task_id;
@@ -47,7 +56,7 @@ SELECT status FROM emails WHERE task_id = @task_id;
 -- task stays sent; one claimed by another copy is left to that copy.
 UPDATE emails SET status = CASE WHEN @dead::bool THEN 'dead' ELSE 'queued' END,
     attempts = @attempts, last_error = @last_error, updated_at = now()
-WHERE task_id = @task_id AND status NOT IN ('sent', 'sending');
+WHERE task_id = @task_id AND status <> 'sent' AND claimed_at IS NULL;
 
 -- name: ListEmails :many
 SELECT task_id, order_id, kind, to_addr, subject, status, attempts, last_error, created_at, sent_at
@@ -55,11 +64,11 @@ FROM emails WHERE order_id = @order_id ORDER BY created_at, task_id;
 
 -- name: OldestQueued :one
 SELECT coalesce(extract(epoch FROM now() - min(created_at)), 0)::float8 AS age_seconds
-FROM emails WHERE status IN ('queued', 'sending');
+FROM emails WHERE status = 'queued';
 
 -- name: MarkSentMany :exec
 -- MarkSent for many tasks in one statement (the worker's sent records,
 -- batched).
-UPDATE emails AS e SET status = 'sent', attempts = s.attempts, sent_at = now(), updated_at = now()
+UPDATE emails AS e SET status = 'sent', attempts = s.attempts, sent_at = now(), updated_at = now(), claimed_at = NULL
 FROM (SELECT unnest(@task_ids::uuid[]) AS task_id, unnest(@attempts::int[]) AS attempts) AS s
 WHERE e.task_id = s.task_id;

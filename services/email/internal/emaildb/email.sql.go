@@ -36,26 +36,48 @@ func (q *Queries) AddWaiting(ctx context.Context, arg AddWaitingParams) error {
 	return err
 }
 
-const claimEmail = `-- name: ClaimEmail :execrows
-UPDATE emails SET status = 'sending', claimed_at = now(), updated_at = now()
-WHERE task_id = $1
-  AND (status IN ('queued', 'dead')
-       OR (status = 'sending' AND claimed_at < now() - make_interval(secs => $2::float8)))
+const claimEmails = `-- name: ClaimEmails :many
+WITH claimable AS (
+    SELECT task_id FROM emails
+    WHERE task_id = ANY($1::uuid[])
+      AND status IN ('queued', 'dead')
+      AND (claimed_at IS NULL OR claimed_at < now() - make_interval(secs => $2::float8))
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE emails AS e SET claimed_at = now()
+FROM claimable AS c
+WHERE e.task_id = c.task_id
+RETURNING e.task_id
 `
 
-type ClaimEmailParams struct {
-	TaskID       uuid.UUID
+type ClaimEmailsParams struct {
+	TaskIds      []uuid.UUID
 	StaleSeconds float64
 }
 
-// One row when this delivery may send the task: queued, dead (a replay), or
-// claimed longer ago than stale_seconds by a worker that must have died.
-func (q *Queries) ClaimEmail(ctx context.Context, arg ClaimEmailParams) (int64, error) {
-	result, err := q.db.Exec(ctx, claimEmail, arg.TaskID, arg.StaleSeconds)
+// The tasks among task_ids this batch of deliveries may send: queued or
+// dead (a replay), and not claimed, or claimed longer ago than
+// stale_seconds by a worker that must have died. A row locked by another
+// transaction (another claimer, a release) is skipped, not waited for: its
+// delivery looks again.
+func (q *Queries) ClaimEmails(ctx context.Context, arg ClaimEmailsParams) ([]uuid.UUID, error) {
+	rows, err := q.db.Query(ctx, claimEmails, arg.TaskIds, arg.StaleSeconds)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
-	return result.RowsAffected(), nil
+	defer rows.Close()
+	var items []uuid.UUID
+	for rows.Next() {
+		var task_id uuid.UUID
+		if err := rows.Scan(&task_id); err != nil {
+			return nil, err
+		}
+		items = append(items, task_id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
 }
 
 const emailStatus = `-- name: EmailStatus :one
@@ -168,7 +190,7 @@ func (q *Queries) ListEmails(ctx context.Context, orderID uuid.UUID) ([]ListEmai
 const markFailed = `-- name: MarkFailed :exec
 UPDATE emails SET status = CASE WHEN $1::bool THEN 'dead' ELSE 'queued' END,
     attempts = $2, last_error = $3, updated_at = now()
-WHERE task_id = $4 AND status NOT IN ('sent', 'sending')
+WHERE task_id = $4 AND status <> 'sent' AND claimed_at IS NULL
 `
 
 type MarkFailedParams struct {
@@ -191,7 +213,7 @@ func (q *Queries) MarkFailed(ctx context.Context, arg MarkFailedParams) error {
 }
 
 const markSentMany = `-- name: MarkSentMany :exec
-UPDATE emails AS e SET status = 'sent', attempts = s.attempts, sent_at = now(), updated_at = now()
+UPDATE emails AS e SET status = 'sent', attempts = s.attempts, sent_at = now(), updated_at = now(), claimed_at = NULL
 FROM (SELECT unnest($1::uuid[]) AS task_id, unnest($2::int[]) AS attempts) AS s
 WHERE e.task_id = s.task_id
 `
@@ -210,7 +232,7 @@ func (q *Queries) MarkSentMany(ctx context.Context, arg MarkSentManyParams) erro
 
 const oldestQueued = `-- name: OldestQueued :one
 SELECT coalesce(extract(epoch FROM now() - min(created_at)), 0)::float8 AS age_seconds
-FROM emails WHERE status IN ('queued', 'sending')
+FROM emails WHERE status = 'queued'
 `
 
 func (q *Queries) OldestQueued(ctx context.Context) (float64, error) {
@@ -221,8 +243,7 @@ func (q *Queries) OldestQueued(ctx context.Context) (float64, error) {
 }
 
 const releaseEmail = `-- name: ReleaseEmail :exec
-UPDATE emails SET status = 'queued', claimed_at = NULL, updated_at = now()
-WHERE task_id = $1 AND status = 'sending'
+UPDATE emails SET claimed_at = NULL WHERE task_id = $1
 `
 
 // A claim given up after a failed send.
