@@ -192,6 +192,26 @@ func (c *Conn) QueueDepth(ctx context.Context, queue string) (int, error) {
 	return q.Messages, nil
 }
 
+// Redeclare declares the topology again on the current connection. A
+// message came back unroutable: a queue or binding was deleted behind the
+// connection's back, and declaring only on connect would never restore it.
+func (c *Conn) Redeclare(ctx context.Context) error {
+	ch, err := c.Channel(ctx)
+	if err != nil {
+		return err
+	}
+	defer c.Bounded(ch.Close)
+	if err := c.Bounded(func() error { return c.topo.Declare(ch) }); err != nil {
+		var ae *amqp.Error
+		if errors.As(err, &ae) && ae.Code == amqp.PreconditionFailed {
+			return fmt.Errorf("%w: %w", ErrTopologyMismatch, err)
+		}
+		return fmt.Errorf("rabbit: declare topology: %w", err)
+	}
+	c.log.Warn("rabbitmq topology declared again after an unroutable message")
+	return nil
+}
+
 // connectedChannel is Channel without waiting: one attempt.
 func (c *Conn) connectedChannel() (*amqp.Channel, error) {
 	conn, err := c.connection()

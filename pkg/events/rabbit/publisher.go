@@ -16,14 +16,17 @@ import (
 // topology's routing key, message_id = the row's id, correlation_id and
 // the x-correlation-id header = its correlation id, type = its type, and
 // traceparent when set. A row counts as published only once the broker
-// confirmed it (publisher confirms); a nack, a closed channel or a lost
+// confirmed it (publisher confirms) and did not return it (messages are
+// mandatory: one that reaches no queue, its queue deleted, comes back
+// before its confirm); a nack, a return, a closed channel or a lost
 // connection leaves it and every row after it for the relay's next batch,
-// on a new channel.
+// on a new channel (after a return, with the topology declared again).
 type Publisher struct {
 	conn *Conn
 
-	mu sync.Mutex
-	ch *amqp.Channel // in confirm mode; nil after a failure
+	mu      sync.Mutex
+	ch      *amqp.Channel    // in confirm mode; nil after a failure
+	returns chan amqp.Return // ch's returned messages
 }
 
 // NewPublisher returns a Publisher on conn.
@@ -41,30 +44,72 @@ func (p *Publisher) Publish(ctx context.Context, msgs []outbox.Message) (int, er
 	}
 	confirms := make([]*amqp.DeferredConfirmation, 0, len(msgs))
 	for _, m := range msgs {
-		dc, err := ch.PublishWithDeferredConfirmWithContext(ctx, m.Topic, p.conn.topo.RoutingKey, false, false, publishing(m))
+		dc, err := ch.PublishWithDeferredConfirmWithContext(ctx, m.Topic, p.conn.topo.RoutingKey, true, false, publishing(m))
 		if err != nil {
 			p.drop()
-			return p.confirmed(ctx, confirms, fmt.Errorf("rabbit: publish %s: %w", m.EventID, err))
+			return p.confirmed(ctx, msgs, confirms, fmt.Errorf("rabbit: publish %s: %w", m.EventID, err))
 		}
 		confirms = append(confirms, dc)
 	}
-	return p.confirmed(ctx, confirms, nil)
+	return p.confirmed(ctx, msgs, confirms, nil)
 }
 
 // confirmed waits for confirms in order and returns how many from the
-// first were acked, with cause or the first nack as the error.
-func (p *Publisher) confirmed(ctx context.Context, confirms []*amqp.DeferredConfirmation, cause error) (int, error) {
+// first were acked and not returned, with cause, the first nack or the
+// first return as the error. The broker sends a message's return before
+// its confirm, and the library hands both over in that order, so a
+// message's return is in hand once its confirm is.
+func (p *Publisher) confirmed(ctx context.Context, msgs []outbox.Message, confirms []*amqp.DeferredConfirmation, cause error) (int, error) {
+	returned := map[string]amqp.Return{}
 	for i, dc := range confirms {
-		acked, err := dc.WaitContext(ctx)
-		if err != nil || !acked {
+		if err := p.await(ctx, dc, returned); err != nil {
 			p.drop()
-			if err == nil {
-				err = fmt.Errorf("rabbit: broker did not confirm message %d of %d (nack or channel closed)", i+1, len(confirms))
+			return i, err
+		}
+		if r, ok := returned[msgs[i].EventID.String()]; ok {
+			p.drop()
+			err := fmt.Errorf("rabbit: message %s returned unroutable (%d %s): no queue bound to exchange %s for %q",
+				msgs[i].EventID, r.ReplyCode, r.ReplyText, r.Exchange, r.RoutingKey)
+			if rerr := p.conn.Redeclare(ctx); rerr != nil {
+				err = fmt.Errorf("%w; declaring the topology again: %w", err, rerr)
 			}
 			return i, err
 		}
+		if !dc.Acked() {
+			p.drop()
+			return i, fmt.Errorf("rabbit: broker did not confirm message %d of %d (nack or channel closed)", i+1, len(confirms))
+		}
 	}
 	return len(confirms), cause
+}
+
+// await waits for dc, collecting returns meanwhile (the library blocks
+// until each is taken) and those already in hand once dc is done.
+func (p *Publisher) await(ctx context.Context, dc *amqp.DeferredConfirmation, returned map[string]amqp.Return) error {
+	take := func(r amqp.Return, ok bool) {
+		if !ok {
+			p.returns = nil // the channel closed; dc is done (nacked) too
+			return
+		}
+		returned[r.MessageId] = r
+	}
+	for {
+		select {
+		case r, ok := <-p.returns:
+			take(r, ok)
+		case <-dc.Done():
+			for {
+				select {
+				case r, ok := <-p.returns:
+					take(r, ok)
+				default:
+					return nil
+				}
+			}
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 }
 
 // channel returns the confirm-mode channel, opening one when needed.
@@ -80,7 +125,7 @@ func (p *Publisher) channel(ctx context.Context) (*amqp.Channel, error) {
 		_ = p.conn.Bounded(ch.Close)
 		return nil, fmt.Errorf("rabbit: confirm mode: %w", err)
 	}
-	p.ch = ch
+	p.ch, p.returns = ch, ch.NotifyReturn(make(chan amqp.Return, 16))
 	return ch, nil
 }
 

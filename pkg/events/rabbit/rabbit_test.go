@@ -324,3 +324,78 @@ func TestDeliveryLimitParksAPoisonPill(t *testing.T) {
 		t.Errorf("handled %d times before parking, want about the limit (2) plus one", n)
 	}
 }
+
+// deleteQueue deletes one queue, as an operator might while the service
+// is connected.
+func deleteQueue(t *testing.T, queue string) {
+	t.Helper()
+	conn, err := amqp.Dial(amqptest.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ch.Close()
+	if _, err := ch.QueueDelete(queue, false, false, false); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A queue deleted behind a connected publisher's back: the next message
+// reaches no queue, comes back (mandatory) instead of being confirmed and
+// lost, is not counted as published, and once the topology is declared
+// again it goes through.
+func TestPublisherUnroutableIsNotPublished(t *testing.T) {
+	t.Parallel()
+	topo := amqptest.Topology(t)
+	conn := amqptest.Conn(t, topo)
+	p := rabbit.NewPublisher(conn)
+	ctx := context.Background()
+	first, second := message(topo, `"first"`), message(topo, `"second"`)
+	if n, err := p.Publish(ctx, []outbox.Message{first}); n != 1 || err != nil {
+		t.Fatalf("Publish = %d, %v", n, err)
+	}
+	deleteQueue(t, topo.Queue)
+	n, err := p.Publish(ctx, []outbox.Message{second})
+	if n != 0 || err == nil || !strings.Contains(err.Error(), "unroutable") {
+		t.Fatalf("Publish to a deleted queue = %d, %v; want 0 and an unroutable error", n, err)
+	}
+	publishAll(t, p, []outbox.Message{second}, 1)
+	m, ok := amqptest.Get(t, topo.Queue, 5*time.Second)
+	if !ok || m.MessageId != second.EventID.String() {
+		t.Fatalf("queue: %v %q, want the second message", ok, m.MessageId)
+	}
+}
+
+// A retry queue deleted behind a connected worker's back: the failed
+// message's copy comes back instead of being lost with the original
+// acked; the message is redelivered, the topology declared again, and the
+// retry happens.
+func TestWorkerUnroutableCopyIsNotLost(t *testing.T) {
+	t.Parallel()
+	topo := amqptest.Topology(t)
+	conn := amqptest.Conn(t, topo)
+	rec := newRecorder()
+	startWorker(t, rabbit.WorkerConfig{Conn: conn, Failed: rec.failed, Handler: func(_ context.Context, d *rabbit.Delivery) error {
+		rec.seen(d.MessageId, d.Attempt)
+		if d.Attempt == 1 {
+			return errors.New("451 try later")
+		}
+		return nil
+	}})
+	if err := conn.Ready(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	deleteQueue(t, topo.RetryQueue(1))
+	m := message(topo, `"x"`)
+	publishAll(t, rabbit.NewPublisher(conn), []outbox.Message{m}, 1)
+	testenv.WaitFor(t, 20*time.Second, "the retry handled", func() bool {
+		rec.mu.Lock()
+		defer rec.mu.Unlock()
+		a := rec.attempts[m.EventID.String()]
+		return len(a) > 0 && a[len(a)-1] == 2
+	})
+}

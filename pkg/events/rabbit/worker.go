@@ -163,6 +163,7 @@ func (w *Worker) session(ctx context.Context) error {
 	}
 	closed := ch.NotifyClose(make(chan *amqp.Error, 1))
 	pubClosed := pub.NotifyClose(make(chan *amqp.Error, 1))
+	copies := &copier{conn: conn, ch: pub, returns: pub.NotifyReturn(make(chan amqp.Return, 16))}
 	sctx, crash := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	defer func() {
@@ -194,7 +195,7 @@ func (w *Worker) session(ctx context.Context) error {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				w.handle(sctx, pub, &Delivery{Delivery: d, Attempt: attempts(d.Headers) + 1}, func() {
+				w.handle(sctx, copies, &Delivery{Delivery: d, Attempt: attempts(d.Headers) + 1}, func() {
 					crash()
 					w.cfg.Conn.Close() // unacked messages go back to the queue
 				})
@@ -205,7 +206,7 @@ func (w *Worker) session(ctx context.Context) error {
 
 // handle runs one message to its ack (or to a lost channel, when the
 // broker redelivers it).
-func (w *Worker) handle(ctx context.Context, pub *amqp.Channel, d *Delivery, crash func()) {
+func (w *Worker) handle(ctx context.Context, copies *copier, d *Delivery, crash func()) {
 	hctx := ctx
 	if id := d.CorrelationID(); id != "" {
 		hctx = correlation.WithID(ctx, id)
@@ -234,7 +235,7 @@ func (w *Worker) handle(ctx context.Context, pub *amqp.Channel, d *Delivery, cra
 		exchange, key = topo.RetryExchange(), topo.RetryQueue(d.Attempt)
 		o.Retry = topo.RetryDelays[min(d.Attempt, len(topo.RetryDelays))-1]
 	}
-	if err := w.forward(hctx, pub, d, exchange, key, err); err != nil {
+	if err := copies.forward(hctx, d, exchange, key, err); err != nil {
 		// Not acked: the broker hands the message out again.
 		log.WarnContext(hctx, "could not forward a failed message; it will be redelivered", "err", err)
 		_ = d.Nack(false, true)
@@ -263,9 +264,23 @@ func (w *Worker) run(ctx context.Context, d *Delivery) (err error) {
 	return w.cfg.Handler(ctx, d)
 }
 
+// copier publishes the retry and dead copies of failed messages on one
+// confirm-mode channel, one at a time: copies are mandatory (a copy that
+// reaches no queue, one deleted behind the worker's back, comes back), and
+// with one copy in flight a return read after its confirm is that copy's
+// (the broker sends it before the confirm, the library hands both over in
+// order). Failures are rare, so the serialisation costs nothing that
+// matters.
+type copier struct {
+	conn    *Conn
+	mu      sync.Mutex
+	ch      *amqp.Channel
+	returns chan amqp.Return // room for returns of copies whose wait was cut short
+}
+
 // forward publishes a copy of d, with its attempts and error in headers,
 // to exchange/key and waits for the broker's confirm.
-func (w *Worker) forward(ctx context.Context, pub *amqp.Channel, d *Delivery, exchange, key string, cause error) error {
+func (c *copier) forward(ctx context.Context, d *Delivery, exchange, key string, cause error) error {
 	headers := amqp.Table{}
 	for k, v := range d.Headers {
 		if !strings.HasPrefix(k, "x-death") && k != "x-first-death-exchange" && k != "x-first-death-queue" &&
@@ -279,7 +294,12 @@ func (w *Worker) forward(ctx context.Context, pub *amqp.Channel, d *Delivery, ex
 	}
 	headers[HeaderAttempts] = int64(d.Attempt)
 	headers[HeaderError] = msg
-	dc, err := pub.PublishWithDeferredConfirmWithContext(ctx, exchange, key, false, false, amqp.Publishing{
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for len(c.returns) > 0 {
+		<-c.returns // left by a copy whose wait was cut short
+	}
+	dc, err := c.ch.PublishWithDeferredConfirmWithContext(ctx, exchange, key, true, false, amqp.Publishing{
 		Headers: headers, ContentType: d.ContentType, ContentEncoding: d.ContentEncoding,
 		DeliveryMode: amqp.Persistent, CorrelationId: d.Delivery.CorrelationId, MessageId: d.MessageId,
 		Timestamp: d.Timestamp, Type: d.Type, Body: d.Body,
@@ -289,6 +309,17 @@ func (w *Worker) forward(ctx context.Context, pub *amqp.Channel, d *Delivery, ex
 	}
 	acked, err := dc.WaitContext(ctx)
 	if err != nil {
+		return err
+	}
+	for len(c.returns) > 0 {
+		r := <-c.returns
+		if r.MessageId != d.MessageId || r.Exchange != exchange {
+			continue // an earlier copy's
+		}
+		err := fmt.Errorf("copy to %s returned unroutable (%d %s)", exchange, r.ReplyCode, r.ReplyText)
+		if rerr := c.conn.Redeclare(ctx); rerr != nil {
+			err = fmt.Errorf("%w; declaring the topology again: %w", err, rerr)
+		}
 		return err
 	}
 	if !acked {
