@@ -90,16 +90,8 @@ func Delete(t testing.TB, topo rabbit.Topology) {
 // Get takes one message from queue (auto-acked), waiting up to d.
 func Get(t testing.TB, queue string, d time.Duration) (amqp.Delivery, bool) {
 	t.Helper()
-	conn, err := amqp.Dial(URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	ch, err := conn.Channel()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ch.Close()
+	ch, done := channel(t)
+	defer done()
 	deadline := time.Now().Add(d)
 	for {
 		m, ok, err := ch.Get(queue, true)
@@ -117,16 +109,8 @@ func Get(t testing.TB, queue string, d time.Duration) (amqp.Delivery, bool) {
 // might.
 func Publish(t testing.TB, exchange, key string, msg amqp.Publishing) {
 	t.Helper()
-	conn, err := amqp.Dial(URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	ch, err := conn.Channel()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ch.Close()
+	ch, done := channel(t)
+	defer done()
 	if err := ch.Confirm(false); err != nil {
 		t.Fatal(err)
 	}
@@ -137,6 +121,32 @@ func Publish(t testing.TB, exchange, key string, msg amqp.Publishing) {
 	if !dc.Wait() {
 		t.Fatal("publish not confirmed")
 	}
+}
+
+// DeleteQueue deletes one queue, as an operator might while services are
+// connected.
+func DeleteQueue(t testing.TB, queue string) {
+	t.Helper()
+	ch, done := channel(t)
+	defer done()
+	if _, err := ch.QueueDelete(queue, false, false, false); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// channel opens a channel on a connection of its own; done closes both.
+func channel(t testing.TB) (ch *amqp.Channel, done func()) {
+	t.Helper()
+	conn, err := amqp.Dial(URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch, err = conn.Channel()
+	if err != nil {
+		_ = conn.Close()
+		t.Fatal(err)
+	}
+	return ch, func() { _ = conn.Close() }
 }
 
 // CloseConnections makes the broker close every connection whose client

@@ -325,25 +325,6 @@ func TestDeliveryLimitParksAPoisonPill(t *testing.T) {
 	}
 }
 
-// deleteQueue deletes one queue, as an operator might while the service
-// is connected.
-func deleteQueue(t *testing.T, queue string) {
-	t.Helper()
-	conn, err := amqp.Dial(amqptest.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	ch, err := conn.Channel()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ch.Close()
-	if _, err := ch.QueueDelete(queue, false, false, false); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // A queue deleted behind a connected publisher's back: the next message
 // reaches no queue, comes back (mandatory) instead of being confirmed and
 // lost, is not counted as published, and once the topology is declared
@@ -358,7 +339,7 @@ func TestPublisherUnroutableIsNotPublished(t *testing.T) {
 	if n, err := p.Publish(ctx, []outbox.Message{first}); n != 1 || err != nil {
 		t.Fatalf("Publish = %d, %v", n, err)
 	}
-	deleteQueue(t, topo.Queue)
+	amqptest.DeleteQueue(t, topo.Queue)
 	n, err := p.Publish(ctx, []outbox.Message{second})
 	if n != 0 || err == nil || !strings.Contains(err.Error(), "unroutable") {
 		t.Fatalf("Publish to a deleted queue = %d, %v; want 0 and an unroutable error", n, err)
@@ -389,7 +370,7 @@ func TestWorkerUnroutableCopyIsNotLost(t *testing.T) {
 	if err := conn.Ready(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	deleteQueue(t, topo.RetryQueue(1))
+	amqptest.DeleteQueue(t, topo.RetryQueue(1))
 	m := message(topo, `"x"`)
 	publishAll(t, rabbit.NewPublisher(conn), []outbox.Message{m}, 1)
 	testenv.WaitFor(t, 20*time.Second, "the retry handled", func() bool {
