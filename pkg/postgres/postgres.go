@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/pressly/goose/v3"
 	"github.com/pressly/goose/v3/lock"
+	pgxuuid "github.com/vgarvardt/pgx-google-uuid/v5"
 )
 
 // DefaultURL is the server used when POSTGRES_URL is unset.
@@ -81,6 +82,7 @@ func Connect(ctx context.Context, dbURL string, maxConns int32) (*pgxpool.Pool, 
 	if maxConns > 0 {
 		cfg.MaxConns = maxConns
 	}
+	RegisterTypes(cfg)
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("open pool: %w", err)
@@ -90,6 +92,22 @@ func Connect(ctx context.Context, dbURL string, maxConns int32) (*pgxpool.Pool, 
 		return nil, fmt.Errorf("ping postgres: %w", err)
 	}
 	return pool, nil
+}
+
+// RegisterTypes teaches cfg's connections the Go types the services pass
+// as parameters. google/uuid's UUID otherwise goes through its
+// driver.Valuer: formatted to a string, refused by the binary uuid codec
+// (an error built and dropped), parsed back and only then encoded — about
+// a tenth of the services' CPU in the choreography benchmark.
+func RegisterTypes(cfg *pgxpool.Config) {
+	next := cfg.AfterConnect
+	cfg.AfterConnect = func(ctx context.Context, conn *pgx.Conn) error {
+		pgxuuid.Register(conn.TypeMap())
+		if next != nil {
+			return next(ctx, conn)
+		}
+		return nil
+	}
 }
 
 // Migrate applies the goose migrations in fsys (SQL files at its root) to
