@@ -179,17 +179,37 @@ func (c *Conn) Close() error {
 }
 
 // QueueDepth is how many ready messages a queue holds (passive declare).
+// It returns when ctx is done even if the broker does not answer (a
+// scrape must not hang); the call itself is cut by the watchdog.
 func (c *Conn) QueueDepth(ctx context.Context, queue string) (int, error) {
-	ch, err := c.connectedChannel()
-	if err != nil {
-		return 0, err
+	type result struct {
+		n   int
+		err error
 	}
-	defer ch.Close()
-	q, err := ch.QueueDeclarePassive(queue, true, false, false, false, nil)
-	if err != nil {
-		return 0, fmt.Errorf("rabbit: inspect %s: %w", queue, err)
+	done := make(chan result, 1)
+	go func() {
+		ch, err := c.connectedChannel()
+		if err != nil {
+			done <- result{err: err}
+			return
+		}
+		defer c.Bounded(ch.Close)
+		var q amqp.Queue
+		err = c.Bounded(func() (err error) {
+			q, err = ch.QueueDeclarePassive(queue, true, false, false, false, nil)
+			return err
+		})
+		if err != nil {
+			err = fmt.Errorf("rabbit: inspect %s: %w", queue, err)
+		}
+		done <- result{q.Messages, err}
+	}()
+	select {
+	case r := <-done:
+		return r.n, r.err
+	case <-ctx.Done():
+		return 0, fmt.Errorf("rabbit: inspect %s: %w", queue, ctx.Err())
 	}
-	return q.Messages, nil
 }
 
 // Redeclare declares the topology again on the current connection. A
