@@ -1,5 +1,12 @@
 // Command orderflowctl is the operator's tool. This version has:
 //
+//	orderflowctl lag
+//
+// which prints one table of every backlog in the system: each service's
+// outbox (unpublished rows, oldest age), each consumer group's lag per
+// topic, the email queues' ready messages, and the dead letters (records
+// in every dlq.* topic, messages in email.send.dead); and
+//
 //	orderflowctl outbox replay --service S --since T
 //
 // which moves the service's relay back to the first outbox row created at or
@@ -21,13 +28,20 @@ import (
 
 	"github.com/orderflow/orderflow/pkg/config"
 	"github.com/orderflow/orderflow/pkg/events/outbox"
+	"github.com/orderflow/orderflow/pkg/events/rabbit"
 	"github.com/orderflow/orderflow/pkg/postgres"
+	"github.com/orderflow/orderflow/pkg/service"
+	"github.com/orderflow/orderflow/services/email"
 )
 
 const usage = `usage:
+  orderflowctl lag
+      every backlog: outboxes, consumer lag, email queues, dead letters
   orderflowctl outbox replay --service S --since T
       T: RFC 3339 time (2026-11-28T10:00:00Z) or a duration ago (30m, 2h, 7d)
-environment: POSTGRES_URL (default ` + postgres.DefaultURL + `)`
+environment: POSTGRES_URL (default ` + postgres.DefaultURL + `),
+  KAFKA_BROKERS (default ` + service.DefaultBroker + `), AMQP_URL and
+  EMAIL_RETRY_DELAYS (as the email service reads them)`
 
 // services whose databases have an outbox.
 var services = []string{"orders", "payments", "warehouse", "loyalty", "email"}
@@ -42,17 +56,54 @@ func main() {
 }
 
 func run(ctx context.Context, args []string, out io.Writer, now time.Time) error {
-	if len(args) < 2 || args[0] != "outbox" || args[1] != "replay" {
-		return errors.New(usage)
+	switch {
+	case len(args) == 1 && args[0] == "lag":
+		return lag(ctx, out)
+	case len(args) >= 2 && args[0] == "outbox" && args[1] == "replay":
+		return outboxReplay(ctx, args[2:], out, now)
 	}
+	return errors.New(usage)
+}
+
+// lag prints every backlog (see gatherLag), failing when a source did not
+// answer.
+func lag(ctx context.Context, out io.Writer) error {
+	cfg, err := email.ConfigFromEnv()
+	if err != nil {
+		return err
+	}
+	s := sources{
+		databases: map[string]string{},
+		brokers:   cfg.Brokers,
+		amqpURL:   cfg.AMQPURL,
+		topology:  rabbit.EmailTopology(cfg.RetryDelays),
+	}
+	for _, name := range services {
+		if s.databases[name], err = postgres.DatabaseURL(cfg.PostgresURL, "orderflow_"+name); err != nil {
+			return err
+		}
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	rows := gatherLag(ctx, s)
+	printLag(out, rows)
+	for _, r := range rows {
+		if r.err != nil {
+			return errors.New("some sources did not answer (see above)")
+		}
+	}
+	return nil
+}
+
+func outboxReplay(ctx context.Context, args []string, out io.Writer, now time.Time) error {
 	fs := flag.NewFlagSet("outbox replay", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	service := fs.String("service", "", "service whose outbox to replay")
+	svc := fs.String("service", "", "service whose outbox to replay")
 	sinceArg := fs.String("since", "", "start of the range")
-	if err := fs.Parse(args[2:]); err != nil {
+	if err := fs.Parse(args); err != nil {
 		return fmt.Errorf("%w\n%s", err, usage)
 	}
-	if !known(*service) {
+	if !known(*svc) {
 		return fmt.Errorf("--service must be one of %s", strings.Join(services, ", "))
 	}
 	since, err := parseTime(*sinceArg, now)
@@ -66,13 +117,13 @@ func run(ctx context.Context, args []string, out io.Writer, now time.Time) error
 	if serverURL == "" {
 		serverURL = postgres.DefaultURL
 	}
-	dbURL, err := postgres.DatabaseURL(serverURL, "orderflow_"+*service)
+	dbURL, err := postgres.DatabaseURL(serverURL, "orderflow_"+*svc)
 	if err != nil {
 		return err
 	}
 	pool, err := postgres.Connect(ctx, dbURL, 2)
 	if err != nil {
-		return fmt.Errorf("%s database: %w", *service, err)
+		return fmt.Errorf("%s database: %w", *svc, err)
 	}
 	defer pool.Close()
 	n, err := outbox.Replay(ctx, pool, since)
@@ -80,7 +131,7 @@ func run(ctx context.Context, args []string, out io.Writer, now time.Time) error
 		return err
 	}
 	fmt.Fprintf(out, "%s: relay moved back to %s; %d outbox rows will be published again\n",
-		*service, since.Format(time.RFC3339), n)
+		*svc, since.Format(time.RFC3339), n)
 	return nil
 }
 

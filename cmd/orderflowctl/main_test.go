@@ -33,6 +33,7 @@ func TestRunRejectsBadArguments(t *testing.T) {
 	for args, want := range map[string]string{
 		"":                         "usage",
 		"outbox":                   "usage",
+		"lag now":                  "usage",
 		"outbox replay --since 2h": "--service must be one of",
 		"outbox replay --service shipping --since 2h":       "--service must be one of",
 		"outbox replay --service orders":                    "--since: required",

@@ -460,3 +460,14 @@ func mustSub(fsys fs.FS, dir string) fs.FS {
 
 // Leader reports whether this instance's relay currently holds the lease.
 func (o *Outbox) Leader() bool { return o.leader.Load() }
+
+// Pending is the outbox's backlog: rows not yet published and the age of
+// the oldest (0 when none), as orderflow_outbox_pending and
+// orderflow_outbox_oldest_age_seconds report them.
+func Pending(ctx context.Context, db outboxdb.DBTX) (int64, time.Duration, error) {
+	b, err := outboxdb.New(db).Backlog(ctx)
+	if err != nil {
+		return 0, 0, fmt.Errorf("outbox backlog: %w", err)
+	}
+	return b.Pending, time.Duration(b.OldestAgeSeconds * float64(time.Second)), nil
+}
