@@ -26,6 +26,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
 	"github.com/orderflow/orderflow/pkg/config"
 	"github.com/orderflow/orderflow/pkg/events/outbox"
 	"github.com/orderflow/orderflow/pkg/events/rabbit"
@@ -37,6 +40,12 @@ import (
 const usage = `usage:
   orderflowctl lag
       every backlog: outboxes, consumer lag, email queues, dead letters
+  orderflowctl dlq list
+      every dead letter: records of the dlq.* topics, tasks in email.send.dead
+  orderflowctl dlq show dlq.<service> P:O
+      one record whole (partition P, offset O)
+  orderflowctl dlq replay dlq.<service> | email.send.dead
+      dead letters back where they failed (Kafka: those since the last replay)
   orderflowctl outbox replay --service S --since T
       T: RFC 3339 time (2026-11-28T10:00:00Z) or a duration ago (30m, 2h, 7d)
 environment: POSTGRES_URL (default ` + postgres.DefaultURL + `),
@@ -59,6 +68,8 @@ func run(ctx context.Context, args []string, out io.Writer, now time.Time) error
 	switch {
 	case len(args) == 1 && args[0] == "lag":
 		return lag(ctx, out)
+	case len(args) >= 2 && args[0] == "dlq":
+		return dlq(ctx, args[1:], out)
 	case len(args) >= 2 && args[0] == "outbox" && args[1] == "replay":
 		return outboxReplay(ctx, args[2:], out, now)
 	}
@@ -93,6 +104,81 @@ func lag(ctx context.Context, out io.Writer) error {
 		}
 	}
 	return nil
+}
+
+// dlq lists, shows or replays dead letters.
+func dlq(ctx context.Context, args []string, out io.Writer) error {
+	cfg, err := email.ConfigFromEnv()
+	if err != nil {
+		return err
+	}
+	topo := rabbit.EmailTopology(cfg.RetryDelays)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(cfg.Brokers...))
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	switch {
+	case len(args) == 1 && args[0] == "list":
+		return dlqList(ctx, cl, cfg.AMQPURL, topo, out)
+	case len(args) == 3 && args[0] == "show" && strings.HasPrefix(args[1], "dlq."):
+		return dlqShow(ctx, cl, args[1], args[2], out)
+	case len(args) == 2 && args[0] == "replay" && args[1] == topo.DeadQueue():
+		n, err := replayQueue(cfg.AMQPURL, topo)
+		fmt.Fprintf(out, "%s: %d tasks back in %s, attempts reset\n", args[1], n, topo.Queue)
+		return err
+	case len(args) == 2 && args[0] == "replay" && strings.HasPrefix(args[1], "dlq."):
+		n, err := replayKafka(ctx, cl, args[1])
+		fmt.Fprintf(out, "%s: %d records replayed to the topics they failed in\n", args[1], n)
+		return err
+	}
+	return errors.New(usage)
+}
+
+// dlqShow prints the record of topic at "partition:offset" whole.
+func dlqShow(ctx context.Context, cl *kgo.Client, topic, at string, out io.Writer) error {
+	p, o, err := parseAt(at)
+	if err != nil {
+		return err
+	}
+	recs, _, err := kafkaDeadLetters(ctx, cl, topic, map[int32]int64{p: o})
+	if err != nil {
+		return err
+	}
+	for _, r := range recs {
+		if r.Partition == p && r.Offset == o {
+			showDeadLetter(out, recordDeadLetter(r))
+			return nil
+		}
+	}
+	return fmt.Errorf("%s holds no record at %s", topic, at)
+}
+
+// dlqList prints every dead letter of every dlq.* topic and of the email
+// dead queue.
+func dlqList(ctx context.Context, cl *kgo.Client, amqpURL string, topo rabbit.Topology, out io.Writer) error {
+	topics, err := kadm.NewClient(cl).ListTopics(ctx)
+	if err != nil {
+		return fmt.Errorf("kafka: %w", err)
+	}
+	var dls []deadLetter
+	for _, t := range topics.Names() {
+		if !strings.HasPrefix(t, "dlq.") {
+			continue
+		}
+		recs, _, err := kafkaDeadLetters(ctx, cl, t, nil)
+		if err != nil {
+			return err
+		}
+		for _, r := range recs {
+			dls = append(dls, recordDeadLetter(r))
+		}
+	}
+	queued, qerr := queueDeadLetters(amqpURL, topo)
+	printDeadLetters(out, append(dls, queued...))
+	return qerr
 }
 
 func outboxReplay(ctx context.Context, args []string, out io.Writer, now time.Time) error {

@@ -34,6 +34,8 @@ func TestRunRejectsBadArguments(t *testing.T) {
 		"":                         "usage",
 		"outbox":                   "usage",
 		"lag now":                  "usage",
+		"dlq frobnicate":           "usage",
+		"dlq show dlq.orders 0-1":  "partition:offset",
 		"outbox replay --since 2h": "--service must be one of",
 		"outbox replay --service shipping --since 2h":       "--service must be one of",
 		"outbox replay --service orders":                    "--since: required",
