@@ -28,10 +28,12 @@ type deliverer struct {
 }
 
 // defaultClaimStale is how long a claim (claimed_at) holds off other
-// copies of the task: longer than one SMTP exchange may take (dial,
-// commands and data timeouts), so only a worker that died mid-send loses
-// its claim.
-const defaultClaimStale = time.Minute
+// copies of the task: well over the longest SMTP exchange (dial 5 s, five
+// commands of 10 s, data 30 s: about 85 s), so only a worker that died
+// mid-send loses its claim. The body write itself has no deadline in
+// go-smtp: a server stalling it past this window can still see the task
+// twice (a known gap).
+const defaultClaimStale = 5 * time.Minute
 
 // dbTimeout bounds the deliverer's own statements. They run on a context
 // detached from the worker's session: a channel lost mid-message must not
@@ -79,7 +81,9 @@ func (dl *deliverer) handle(ctx context.Context, d *rabbit.Delivery) error {
 			dl.log.InfoContext(ctx, "email sent", "task_id", t.TaskID, "kind", t.Kind, "attempt", d.Attempt)
 			return nil
 		}
-		if errors.Is(err, errBatcherStopped) {
+		if errors.Is(err, errBatcherStopped) || ctx.Err() != nil {
+			// Stopping (the batchers stop only after the worker, so a
+			// database that stays down must not hold the stop forever).
 			return fmt.Errorf("email %s sent but not recorded at shutdown: %w", t.TaskID, rabbit.ErrRequeue)
 		}
 		dl.log.ErrorContext(ctx, "email sent but not recorded; retrying the record", "task_id", t.TaskID, "err", err)

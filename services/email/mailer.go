@@ -30,11 +30,17 @@ type mailer interface {
 // between messages (one per message in flight at most).
 type smtpMailer struct {
 	addr string
-	idle chan *smtp.Client
+	idle chan pooled
+}
+
+// pooled is an idle connection and since when it idles.
+type pooled struct {
+	c     *smtp.Client
+	since time.Time
 }
 
 func newSMTPMailer(addr string, size int) *smtpMailer {
-	return &smtpMailer{addr: addr, idle: make(chan *smtp.Client, size)}
+	return &smtpMailer{addr: addr, idle: make(chan pooled, size)}
 }
 
 // Timeouts of one SMTP exchange.
@@ -42,24 +48,20 @@ const (
 	smtpDialTimeout    = 5 * time.Second
 	smtpCommandTimeout = 10 * time.Second
 	smtpDataTimeout    = 30 * time.Second
+	// smtpIdleCheck: a connection idle longer is checked (NOOP) before
+	// use; servers close idle sessions (421, or just the socket).
+	smtpIdleCheck = 5 * time.Second
 )
 
+// send sends msg once. A failure is never retried here: once DATA began
+// the server may have accepted the message, and only the retry path (with
+// the task's claim) may send it again.
 func (m *smtpMailer) send(ctx context.Context, from, to string, msg []byte) error {
-	c, reused, err := m.client()
+	c, err := m.client()
 	if err != nil {
 		return fmt.Errorf("smtp %s: %w", m.addr, err) // refused, timed out: transient
 	}
-	err = c.SendMail(from, []string{to}, bytes.NewReader(msg))
-	var se *smtp.SMTPError
-	if err != nil && reused && !errors.As(err, &se) {
-		// An idle connection the server dropped: once more on a new one.
-		_ = c.Close()
-		if c, _, err = m.dial(); err != nil {
-			return fmt.Errorf("smtp %s: %w", m.addr, err)
-		}
-		err = c.SendMail(from, []string{to}, bytes.NewReader(msg))
-	}
-	if err != nil {
+	if err := c.SendMail(from, []string{to}, bytes.NewReader(msg)); err != nil {
 		_ = c.Close() // its state is unknown: never reused
 		var se *smtp.SMTPError
 		if errors.As(err, &se) && se.Code >= 500 {
@@ -68,21 +70,28 @@ func (m *smtpMailer) send(ctx context.Context, from, to string, msg []byte) erro
 		return fmt.Errorf("smtp %s: %w", m.addr, err)
 	}
 	select {
-	case m.idle <- c:
+	case m.idle <- pooled{c, time.Now()}:
 	default:
 		_ = c.Quit()
 	}
 	return nil
 }
 
-// client returns an idle connection (reused) or dials one.
-func (m *smtpMailer) client() (c *smtp.Client, reused bool, err error) {
-	select {
-	case c := <-m.idle:
-		return c, true, nil
-	default:
+// client returns an idle connection that still answers, or dials one.
+func (m *smtpMailer) client() (*smtp.Client, error) {
+	for {
+		select {
+		case p := <-m.idle:
+			if time.Since(p.since) < smtpIdleCheck || p.c.Noop() == nil {
+				return p.c, nil
+			}
+			_ = p.c.Close() // the server dropped it
+			continue
+		default:
+		}
+		c, _, err := m.dial()
+		return c, err
 	}
-	return m.dial()
 }
 
 func (m *smtpMailer) dial() (*smtp.Client, bool, error) {
@@ -103,8 +112,8 @@ func (m *smtpMailer) dial() (*smtp.Client, bool, error) {
 func (m *smtpMailer) close() {
 	for {
 		select {
-		case c := <-m.idle:
-			_ = c.Quit()
+		case p := <-m.idle:
+			_ = p.c.Quit()
 		default:
 			return
 		}
