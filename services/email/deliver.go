@@ -82,9 +82,10 @@ func (dl *deliverer) handle(ctx context.Context, d *rabbit.Delivery) error {
 			return nil
 		}
 		if errors.Is(err, errBatcherStopped) || ctx.Err() != nil {
-			// Stopping (the batchers stop only after the worker, so a
-			// database that stays down must not hold the stop forever).
-			return fmt.Errorf("email %s sent but not recorded at shutdown: %w", t.TaskID, rabbit.ErrRequeue)
+			// The session ended (shutdown or a lost channel): the message
+			// is redelivered either way, and a database that stays down
+			// must not hold the stop forever.
+			return fmt.Errorf("email %s sent but not recorded before the worker's session ended: %w", t.TaskID, rabbit.ErrRequeue)
 		}
 		dl.log.ErrorContext(ctx, "email sent but not recorded; retrying the record", "task_id", t.TaskID, "err", err)
 		time.Sleep(wait)
@@ -92,14 +93,20 @@ func (dl *deliverer) handle(ctx context.Context, d *rabbit.Delivery) error {
 	}
 }
 
+// claimWait is how long a delivery waits for another one's claim before
+// it steps aside (rabbit.ErrNotYet): long enough for a normal SMTP
+// exchange to end, short enough that the copies of tasks a dead worker
+// held do not fill every prefetch slot until their claims go stale.
+const claimWait = 2 * time.Second
+
 // claim takes the task for this delivery (see handle), or errAlreadySent.
-// When another delivery holds the claim, claim waits for it to end: the
-// task sent (errAlreadySent), released after a failure (claimed here), or
-// the claim gone stale (taken over). Waiting costs a prefetch slot for one
-// SMTP exchange; going the retry path instead would spend attempts and
-// could park a task that another worker is about to send.
+// When another delivery holds the claim, claim waits a little for it to
+// end: the task sent (errAlreadySent), released after a failure (claimed
+// here), or the claim gone stale (taken over); after claimWait it returns
+// an error wrapping rabbit.ErrNotYet, so the message comes again later
+// without spending an attempt.
 func (dl *deliverer) claim(ctx context.Context, t task) error {
-	wait := 20 * time.Millisecond
+	wait, deadline := 20*time.Millisecond, time.Now().Add(claimWait)
 	for {
 		claimed, status, err := dl.tryClaim(ctx, t)
 		switch {
@@ -109,13 +116,15 @@ func (dl *deliverer) claim(ctx context.Context, t task) error {
 			return nil
 		case status == "sent":
 			return errAlreadySent
+		case time.Now().After(deadline):
+			return fmt.Errorf("task %s is being sent by another delivery: %w", t.TaskID, rabbit.ErrNotYet)
 		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(wait):
 		}
-		wait = min(2*wait, time.Second)
+		wait = min(2*wait, 500*time.Millisecond)
 	}
 }
 

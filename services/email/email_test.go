@@ -400,11 +400,13 @@ func TestTwoCopiesSendOnce(t *testing.T) {
 }
 
 // A worker that died after claiming a task, before the SMTP exchange
-// ended: its claim holds off the redelivered copy until it goes stale,
-// then the copy takes over and the email is sent once.
+// ended: its claim holds off the redelivered copy until it goes stale (the
+// copy steps aside every claimWait meanwhile, spending no attempt: the
+// window is longer than MaxAttempts of them), then the copy takes over and
+// the email is sent once.
 func TestStaleClaimTakenOver(t *testing.T) {
 	t.Parallel()
-	const stale = 2 * time.Second
+	const stale = 5 * claimWait // MaxAttempts is 4 here
 	b := setup(t, func(c *Config) { c.claimStale = stale })
 	tk := task{TaskID: uuid.New(), OrderID: uuid.New(), Kind: kindConfirmation, To: "late@example.com",
 		Subject: "Your order is confirmed", Text: "Thank you!", HTML: "<p>Thank you!</p>"}
@@ -424,7 +426,10 @@ func TestStaleClaimTakenOver(t *testing.T) {
 	if n := b.smtp.Attempts(msgID); n != 0 {
 		t.Fatalf("sent %d times while another worker's claim was fresh", n)
 	}
-	b.emails(t, tk.OrderID.String(), func(es []emailJSON) bool { return statuses(es) == "confirmation:sent" })
+	es := b.emails(t, tk.OrderID.String(), func(es []emailJSON) bool { return statuses(es) != "confirmation:queued" })
+	if statuses(es) != "confirmation:sent" || es[0].Attempts != 1 {
+		t.Fatalf("task %s after %d attempts (%s), want sent on attempt 1", statuses(es), es[0].Attempts, es[0].LastError)
+	}
 	time.Sleep(300 * time.Millisecond)
 	if n := b.smtp.Attempts(msgID); n != 1 {
 		t.Errorf("the SMTP server saw %d sends, want 1", n)

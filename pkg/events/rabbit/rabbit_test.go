@@ -380,3 +380,45 @@ func TestWorkerUnroutableCopyIsNotLost(t *testing.T) {
 		return len(a) > 0 && a[len(a)-1] == 2
 	})
 }
+
+// A message its handler cannot take yet (rabbit.ErrNotYet) comes again
+// through the first retry queue with its attempt number unchanged, more
+// times than MaxAttempts allows, and is not reported as failed.
+func TestNotYetSpendsNoAttempt(t *testing.T) {
+	t.Parallel()
+	topo := amqptest.Topology(t)
+	conn := amqptest.Conn(t, topo)
+	rec := newRecorder()
+	startWorker(t, rabbit.WorkerConfig{Conn: conn, MaxAttempts: 2, Failed: rec.failed, Handler: func(_ context.Context, d *rabbit.Delivery) error {
+		rec.seen(d.MessageId, d.Attempt)
+		rec.mu.Lock()
+		defer rec.mu.Unlock()
+		if len(rec.attempts[d.MessageId]) <= 3 {
+			return fmt.Errorf("busy elsewhere: %w", rabbit.ErrNotYet)
+		}
+		return nil
+	}})
+	m := message(topo, `"x"`)
+	publishAll(t, rabbit.NewPublisher(conn), []outbox.Message{m}, 1)
+	testenv.WaitFor(t, 20*time.Second, "handled four times", func() bool {
+		rec.mu.Lock()
+		defer rec.mu.Unlock()
+		return len(rec.attempts[m.EventID.String()]) == 4
+	})
+	testenv.WaitFor(t, 10*time.Second, "queues empty", func() bool {
+		n, err := conn.QueueDepth(context.Background(), topo.Queue)
+		r, err2 := conn.QueueDepth(context.Background(), topo.RetryQueue(1))
+		return err == nil && err2 == nil && n == 0 && r == 0
+	})
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	if got := fmt.Sprint(rec.attempts[m.EventID.String()]); got != "[1 1 1 1]" {
+		t.Errorf("attempts %s, want [1 1 1 1]", got)
+	}
+	if len(rec.outcomes) != 0 {
+		t.Errorf("Failed called: %v", rec.outcomes)
+	}
+	if d, ok := amqptest.Get(t, topo.DeadQueue(), 0); ok {
+		t.Errorf("parked: %s", d.MessageId)
+	}
+}

@@ -35,6 +35,12 @@ var ErrPermanent = errors.New("permanent failure")
 // not be written before shutdown).
 var ErrRequeue = errors.New("leave the message for redelivery")
 
+// ErrNotYet marks a Handler error after which the message must wait and
+// come again without spending an attempt (e.g. another worker holds the
+// task): it goes through the first retry queue with its attempt count
+// unchanged, and Failed is not called.
+var ErrNotYet = errors.New("not yet")
+
 // Delivery is a message handed to the Handler.
 type Delivery struct {
 	amqp.Delivery
@@ -228,14 +234,26 @@ func (w *Worker) handle(ctx context.Context, copies *copier, d *Delivery, crash 
 		_ = d.Nack(false, true)
 		return
 	}
+	topo := w.cfg.Conn.topo
+	if errors.Is(err, ErrNotYet) {
+		if ferr := copies.forward(hctx, d, d.Attempt-1, topo.RetryExchange(), topo.RetryQueue(1), err); ferr != nil {
+			log.WarnContext(hctx, "could not set a message aside; it will be redelivered", "err", ferr)
+			_ = d.Nack(false, true)
+			return
+		}
+		log.InfoContext(hctx, "message set aside; it comes again", "retry_in", topo.RetryDelays[0], "err", err)
+		if err := d.Ack(false); err != nil {
+			log.WarnContext(hctx, "ack failed; the message will be redelivered", "err", err)
+		}
+		return
+	}
 	o := Outcome{Attempt: d.Attempt, Err: err, Dead: errors.Is(err, ErrPermanent) || d.Attempt >= w.cfg.MaxAttempts}
-	exchange, key := w.cfg.Conn.topo.DeadExchange(), deadKey
+	exchange, key := topo.DeadExchange(), deadKey
 	if !o.Dead {
-		topo := w.cfg.Conn.topo
 		exchange, key = topo.RetryExchange(), topo.RetryQueue(d.Attempt)
 		o.Retry = topo.RetryDelays[min(d.Attempt, len(topo.RetryDelays))-1]
 	}
-	if err := copies.forward(hctx, d, exchange, key, err); err != nil {
+	if err := copies.forward(hctx, d, d.Attempt, exchange, key, err); err != nil {
 		// Not acked: the broker hands the message out again.
 		log.WarnContext(hctx, "could not forward a failed message; it will be redelivered", "err", err)
 		_ = d.Nack(false, true)
@@ -278,9 +296,9 @@ type copier struct {
 	returns chan amqp.Return // room for returns of copies whose wait was cut short
 }
 
-// forward publishes a copy of d, with its attempts and error in headers,
+// forward publishes a copy of d, with attempts and its error in headers,
 // to exchange/key and waits for the broker's confirm.
-func (c *copier) forward(ctx context.Context, d *Delivery, exchange, key string, cause error) error {
+func (c *copier) forward(ctx context.Context, d *Delivery, attempts int, exchange, key string, cause error) error {
 	headers := amqp.Table{}
 	for k, v := range d.Headers {
 		if !strings.HasPrefix(k, "x-death") && k != "x-first-death-exchange" && k != "x-first-death-queue" &&
@@ -292,7 +310,7 @@ func (c *copier) forward(ctx context.Context, d *Delivery, exchange, key string,
 	if len(msg) > 1000 {
 		msg = msg[:1000]
 	}
-	headers[HeaderAttempts] = int64(d.Attempt)
+	headers[HeaderAttempts] = int64(attempts)
 	headers[HeaderError] = msg
 	c.mu.Lock()
 	defer c.mu.Unlock()
