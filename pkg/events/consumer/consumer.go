@@ -25,12 +25,17 @@
 //     claimed in the inbox; a duplicate rolls back and is counted
 //     (result="duplicate"), a fresh one runs the Handler in the same
 //     transaction and commits (result="ok").
-//     When the Handler fails, the transaction rolls back and the record is
-//     retried after an exponential backoff with full jitter, at most
-//     MaxAttempts times and while MaxRetryTime has not passed since the
-//     first attempt (result="retry" per failed attempt); then, or at once
-//     when the error wraps ErrPermanent, it is sent to the DLQ
-//     (result="dead"). Dead letters are the record unchanged (key, value,
+//     When the attempt fails because of the infrastructure (the database
+//     or a broker away, a connection reset, a deadlock: package retry),
+//     the transaction rolls back and the record is tried again with capped
+//     backoff for as long as that lasts; no attempt is spent, nothing is
+//     dead-lettered, the partition waits (its order holds), and Ready
+//     reports the wait. When the Handler's own error fails it, the
+//     record is retried after an exponential backoff with full jitter, at
+//     most MaxAttempts times and while MaxRetryTime (not counting
+//     infrastructure waits) has not passed since the first attempt
+//     (result="retry" per failed attempt); then, or at once when the
+//     error wraps ErrPermanent, it is sent to the DLQ (result="dead"). Dead letters are the record unchanged (key, value,
 //     headers, timestamp) plus x-dlq-topic, x-dlq-partition, x-dlq-offset,
 //     x-dlq-error and x-dlq-attempts; the partition moves on only after the
 //     DLQ write was acknowledged.
@@ -113,6 +118,7 @@ import (
 	"github.com/orderflow/orderflow/pkg/events/contract"
 	"github.com/orderflow/orderflow/pkg/events/inbox"
 	"github.com/orderflow/orderflow/pkg/events/internal/clock"
+	"github.com/orderflow/orderflow/pkg/events/retry"
 )
 
 // Handler applies one event's effect in tx, the transaction that also
@@ -238,6 +244,7 @@ type Runner struct {
 	dlqTopic string
 	events   map[string]bool // Config.Events; nil: every event
 	metrics  *metrics
+	outage   *retry.Outage              // infrastructure failures being waited out
 	client   atomic.Pointer[kgo.Client] // while Run runs, for the lag metric
 
 	// afterCommit is a test hook run after a record's transaction
@@ -266,10 +273,12 @@ func New(cfg Config, log *slog.Logger) (*Runner, error) {
 		}
 	}
 	r.metrics = newMetrics(r, cfg.Registerer)
+	r.outage = retry.NewOutage("consumer", cfg.Registerer)
 	return r, nil
 }
 
-// Ready reports whether Run is running and a broker answers.
+// Ready reports whether Run is running, a broker answers and no partition
+// is waiting for the infrastructure (package retry).
 func (r *Runner) Ready(ctx context.Context) error {
 	cl := r.client.Load()
 	if cl == nil {
@@ -278,7 +287,7 @@ func (r *Runner) Ready(ctx context.Context) error {
 	if err := cl.Ping(ctx); err != nil {
 		return fmt.Errorf("kafka: %w", err)
 	}
-	return nil
+	return r.outage.Err()
 }
 
 // Group is the consumer group id.

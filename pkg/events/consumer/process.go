@@ -18,6 +18,7 @@ import (
 	"github.com/orderflow/orderflow/pkg/events/inbox"
 	"github.com/orderflow/orderflow/pkg/events/internal/clock"
 	"github.com/orderflow/orderflow/pkg/events/outbox"
+	"github.com/orderflow/orderflow/pkg/events/retry"
 )
 
 // Results counted in orderflow_consumer_handled_total.
@@ -114,30 +115,51 @@ func (r *Runner) process(s *session, pc *partition, rec *kgo.Record, prior error
 		return r.deadLetter(ctx, s.cl, pc, rec, err, 0)
 	}
 
-	// prior is a failed attempt made in a batch: it counts as the first.
-	attempt, err := 0, prior
-	if prior != nil {
-		attempt = 1
-	}
+	// prior is a failed attempt made in a batch: it counts as the first
+	// unless the infrastructure failed it.
+	err = prior
+	var (
+		spent  int           // attempts the handler's own errors failed
+		streak int           // infrastructure failures in a row
+		waited time.Duration // spent waiting for the infrastructure: not retry time
+	)
 	for {
 		if err != nil {
 			if pc.work.Err() != nil {
 				return false // partition lost
 			}
-			wait := r.backoff(attempt)
-			if errors.Is(err, ErrPermanent) || attempt >= r.cfg.MaxAttempts || time.Since(start)+wait > r.cfg.MaxRetryTime {
-				return r.deadLetter(ctx, s.cl, pc, rec, err, attempt)
-			}
-			r.metrics.count(rec.Topic, resultRetry)
-			log.WarnContext(ctx, "handler failed; will retry", "attempt", attempt, "retry_in", wait, "err", err)
-			if !clock.Sleep(pc.stop, wait) {
-				return false // revoked or shutting down: the next owner retries
+			if retry.Infrastructure(err) {
+				// The database or a broker is away: wait for it as long as
+				// it takes, spending no attempt; the partition waits too, so
+				// its order holds (see package retry).
+				streak++
+				if streak == 1 || streak%20 == 0 {
+					log.WarnContext(ctx, "infrastructure failure; waiting, no attempt spent", "failures", streak, "err", err)
+				}
+				began := time.Now()
+				ok := r.outage.Wait(pc.stop, streak, err)
+				waited += time.Since(began)
+				if !ok {
+					return false // revoked or shutting down: the next owner retries
+				}
+			} else {
+				streak = 0
+				spent++
+				wait := r.backoff(spent)
+				if errors.Is(err, ErrPermanent) || spent >= r.cfg.MaxAttempts || time.Since(start)-waited+wait > r.cfg.MaxRetryTime {
+					return r.deadLetter(ctx, s.cl, pc, rec, err, spent)
+				}
+				r.metrics.count(rec.Topic, resultRetry)
+				log.WarnContext(ctx, "handler failed; will retry", "attempt", spent, "retry_in", wait, "err", err)
+				if !clock.Sleep(pc.stop, wait) {
+					return false // revoked or shutting down: the next owner retries
+				}
 			}
 		}
-		attempt++
 		var dup bool
 		dup, err = r.handleOnce(ctx, msg, eventID)
 		if err == nil {
+			r.outage.Recovered()
 			if dup {
 				r.metrics.count(rec.Topic, resultDuplicate)
 				return true
