@@ -170,6 +170,9 @@ func Run(ctx context.Context, cfg Config, spec Spec, log *slog.Logger) error {
 		{Name: "postgres", Func: pool.Ping},
 		{Name: "relay", Func: ob.Ready},
 	}
+	if tw != nil {
+		checks = append(checks, httpserver.Check{Name: "timers", Func: tw.Ready})
+	}
 	checks = append(checks, parts.Checks...)
 	var runner *consumer.Runner
 	if len(spec.Topics) > 0 {

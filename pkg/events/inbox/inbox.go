@@ -44,9 +44,6 @@ import (
 // outbox's default OUTBOX_RETENTION of 7 days (see the package doc).
 const DefaultRetention = 14 * 24 * time.Hour
 
-// pruneBatch bounds the rows one DELETE removes, so no statement holds many
-// locks or a long transaction.
-const pruneBatch = 10000
 
 //go:embed migrations/*.sql
 var migrations embed.FS
@@ -113,20 +110,16 @@ func ClaimAll(ctx context.Context, tx pgx.Tx, entries []Entry) (fresh []bool, er
 	return fresh, nil
 }
 
-// Prune deletes the rows of events processed before cutoff, in batches of
-// 10,000, and returns how many it deleted. Callers pass
-// time.Now().Add(-DefaultRetention) or their own longer window.
+// Prune deletes the rows of events processed before cutoff, in short
+// batches (postgres.DeleteInBatches), and returns how many it deleted.
+// Callers pass time.Now().Add(-DefaultRetention) or their own longer window.
 func Prune(ctx context.Context, db inboxdb.DBTX, cutoff time.Time) (int64, error) {
 	q := inboxdb.New(db)
-	var total int64
-	for {
-		n, err := q.Prune(ctx, inboxdb.PruneParams{Cutoff: cutoff, BatchSize: pruneBatch})
-		total += n
-		if err != nil {
-			return total, fmt.Errorf("inbox: prune: %w", err)
-		}
-		if n < pruneBatch {
-			return total, nil
-		}
+	n, err := postgres.DeleteInBatches(ctx, func(ctx context.Context, batch int32) (int64, error) {
+		return q.Prune(ctx, inboxdb.PruneParams{Cutoff: cutoff, BatchSize: batch})
+	})
+	if err != nil {
+		return n, fmt.Errorf("inbox: prune: %w", err)
 	}
+	return n, nil
 }

@@ -2,6 +2,7 @@ package inbox_test
 
 import (
 	"context"
+	"sync"
 	"testing"
 	"time"
 
@@ -11,6 +12,7 @@ import (
 
 	"github.com/orderflow/orderflow/internal/pgtest"
 	"github.com/orderflow/orderflow/pkg/events/inbox"
+	"github.com/orderflow/orderflow/pkg/postgres"
 )
 
 func setup(t *testing.T) *pgxpool.Pool {
@@ -132,5 +134,59 @@ func TestPrune(t *testing.T) {
 	var left int
 	if err := pool.QueryRow(ctx, "SELECT count(*) FROM processed_events").Scan(&left); err != nil || left != 10 {
 		t.Fatalf("left %d rows, %v; want 10", left, err)
+	}
+}
+
+// Pruning is short transactions: each DELETE removes at most
+// postgres.HousekeepingBatch rows on its own, so none holds the server's
+// visibility horizon, which every outbox relay waits behind, for long.
+func TestPruneInShortTransactions(t *testing.T) {
+	t.Parallel()
+	pool := setup(t)
+	ctx := context.Background()
+	_, err := pool.Exec(ctx, `
+		INSERT INTO processed_events (event_id, topic, partition, "offset", processed_at)
+		SELECT gen_random_uuid(), 'orders', 0, g, now() - interval '15 days' FROM generate_series(1, 2500) g`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := &deleteTracer{}
+	cfg := pool.Config().Copy()
+	cfg.ConnConfig.Tracer = tr
+	traced, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer traced.Close()
+	if n, err := inbox.Prune(ctx, traced, time.Now().Add(-inbox.DefaultRetention)); err != nil || n != 2500 {
+		t.Fatalf("Prune = %d, %v; want 2500", n, err)
+	}
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	if len(tr.rows) < 3 {
+		t.Fatalf("%d DELETE statements for 2,500 rows, want at least 3", len(tr.rows))
+	}
+	for _, n := range tr.rows {
+		if n > postgres.HousekeepingBatch {
+			t.Errorf("one DELETE removed %d rows, over %d", n, postgres.HousekeepingBatch)
+		}
+	}
+}
+
+// deleteTracer records the rows each DELETE statement removed.
+type deleteTracer struct {
+	mu   sync.Mutex
+	rows []int64
+}
+
+func (d *deleteTracer) TraceQueryStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQueryStartData) context.Context {
+	return ctx
+}
+
+func (d *deleteTracer) TraceQueryEnd(_ context.Context, _ *pgx.Conn, data pgx.TraceQueryEndData) {
+	if data.CommandTag.Delete() {
+		d.mu.Lock()
+		d.rows = append(d.rows, data.CommandTag.RowsAffected())
+		d.mu.Unlock()
 	}
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/orderflow/orderflow/pkg/events/internal/clock"
 	"github.com/orderflow/orderflow/pkg/events/outbox/internal/outboxdb"
+	"github.com/orderflow/orderflow/pkg/postgres"
 )
 
 // notifyChannel is the LISTEN/NOTIFY channel other instances use to wake the
@@ -391,18 +392,13 @@ func (o *Outbox) expire(ctx context.Context) error {
 }
 
 // DeleteExpired deletes rows published and created before cutoff, in
-// batches so no transaction holds many locks, and returns how many.
+// short batches (postgres.DeleteInBatches: a long delete would hold back
+// every relay on the server), and returns how many.
 func DeleteExpired(ctx context.Context, db outboxdb.DBTX, cutoff time.Time) (int64, error) {
-	const batch = 10000
-	var total int64
 	q := outboxdb.New(db)
-	for {
-		n, err := q.DeleteExpired(ctx, outboxdb.DeleteExpiredParams{Cutoff: cutoff, BatchSize: batch})
-		total += n
-		if err != nil || n < batch {
-			return total, err
-		}
-	}
+	return postgres.DeleteInBatches(ctx, func(ctx context.Context, batch int32) (int64, error) {
+		return q.DeleteExpired(ctx, outboxdb.DeleteExpiredParams{Cutoff: cutoff, BatchSize: batch})
+	})
 }
 
 // Replay moves the cursor back to the first row created at or after since,

@@ -15,7 +15,11 @@
 // timer's FireFunc runs in a savepoint: when it fails, only its own work is
 // rolled back and the timer is rescheduled after an exponential backoff with
 // jitter (at most a minute), so a failing timer neither blocks the others in
-// its batch nor is retried in a hot loop.
+// its batch nor is retried in a hot loop. A failure of the infrastructure
+// instead (the database away, a deadlock or serialization failure: package
+// retry) is not the timer's: the whole pass rolls back, no timer spends an
+// attempt or is pushed back, and the pass is tried again with capped backoff
+// while Ready reports the wait.
 //
 // Guarantees:
 //   - A timer fires at most once: its FireFunc's work commits at most once,

@@ -18,7 +18,9 @@ import (
 
 	"github.com/orderflow/orderflow/pkg/events/internal/clock"
 	"github.com/orderflow/orderflow/pkg/events/outbox"
+	"github.com/orderflow/orderflow/pkg/events/retry"
 	"github.com/orderflow/orderflow/pkg/events/timer/internal/timerdb"
+	"github.com/orderflow/orderflow/pkg/postgres"
 )
 
 // FireFunc applies a timer's effect in tx, the transaction that marks the
@@ -93,7 +95,6 @@ func (c *Config) Validate() error {
 const (
 	maxBackoff = time.Minute           // ceiling of a failed timer's retry delay
 	minBusy    = 10 * time.Millisecond // first wait when due timers were all busy
-	pruneBatch = 10000                 // rows per retention DELETE
 )
 
 // Worker fires one service's due timers; see the package doc.
@@ -103,6 +104,7 @@ type Worker struct {
 	kinds   []string // the kinds with a FireFunc
 	kick    chan struct{}
 	metrics *metrics
+	outage  *retry.Outage // infrastructure failures being waited out
 }
 
 // New returns the worker for cfg.
@@ -118,8 +120,13 @@ func New(cfg Config, log *slog.Logger) (*Worker, error) {
 		kick:  make(chan struct{}, 1),
 	}
 	w.metrics = newMetrics(w, cfg.Registerer)
+	w.outage = retry.NewOutage("timer", cfg.Registerer)
 	return w, nil
 }
+
+// Ready reports an infrastructure failure the worker is waiting out (see
+// package retry), for /readyz.
+func (w *Worker) Ready(context.Context) error { return w.outage.Err() }
 
 // Kick wakes the worker for a check now. It never blocks; calls while a
 // wake-up is pending coalesce. Call it after committing a Schedule whose
@@ -149,6 +156,7 @@ func (w *Worker) Run(ctx context.Context) error {
 // fires, so a key held for long costs a few cheap queries, not a hot loop.
 func (w *Worker) fireLoop(ctx context.Context) {
 	busy := minBusy
+	streak := 0 // infrastructure failures in a row
 	for {
 		p, err := w.pass(ctx)
 		if ctx.Err() != nil {
@@ -158,13 +166,29 @@ func (w *Worker) fireLoop(ctx context.Context) {
 			busy = minBusy
 		}
 		if err == nil && p.done > 0 && p.selected == w.cfg.Batch {
+			w.outage.Recovered()
+			streak = 0
 			continue
 		}
 		var wait time.Duration
 		if err == nil {
 			wait, err = w.untilNextDue(ctx)
 		}
-		if err != nil && ctx.Err() == nil {
+		if retry.Infrastructure(err) {
+			// The database is away: nothing was fired or rescheduled, no
+			// timer spent an attempt; try again with capped backoff.
+			streak++
+			if streak == 1 || streak%20 == 0 {
+				w.log.Warn("infrastructure failure; waiting", "failures", streak, "err", err)
+			}
+			if !w.outage.Wait(ctx, streak, err) {
+				return
+			}
+			continue
+		}
+		streak = 0
+		w.outage.Recovered()
+		if err != nil {
 			w.log.Warn("timer pass", "err", err)
 		}
 		if err != nil || wait <= 0 {
@@ -290,6 +314,12 @@ func (w *Worker) fire(ctx context.Context, tx pgx.Tx, t Timer) (bool, error) {
 	if ferr == nil {
 		return true, sp.Commit(ctx)
 	}
+	if retry.Infrastructure(ferr) {
+		// Not the timer's failure (a deadlock, a connection lost): the
+		// whole pass rolls back and is tried again, and the timer keeps
+		// its attempts and its due time.
+		return false, fmt.Errorf("fire %s %s: %w", t.Kind, t.Key, ferr)
+	}
 	if err := sp.Rollback(ctx); err != nil {
 		return false, fmt.Errorf("roll back %s %s: %w (after: %v)", t.Kind, t.Key, err, ferr)
 	}
@@ -366,16 +396,11 @@ func (w *Worker) reportUnhandled(ctx context.Context, logged map[string]bool) {
 	}
 }
 
-// prune deletes fired and cancelled rows done before cutoff, in batches so
-// no statement holds many locks, and returns how many.
+// prune deletes fired and cancelled rows done before cutoff, in short
+// batches (postgres.DeleteInBatches), and returns how many.
 func (w *Worker) prune(ctx context.Context, cutoff time.Time) (int64, error) {
 	q := timerdb.New(w.cfg.Pool)
-	var total int64
-	for {
-		n, err := q.Prune(ctx, timerdb.PruneParams{Cutoff: cutoff, BatchSize: pruneBatch})
-		total += n
-		if err != nil || n < pruneBatch {
-			return total, err
-		}
-	}
+	return postgres.DeleteInBatches(ctx, func(ctx context.Context, batch int32) (int64, error) {
+		return q.Prune(ctx, timerdb.PruneParams{Cutoff: cutoff, BatchSize: batch})
+	})
 }
