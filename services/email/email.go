@@ -171,6 +171,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return fmt.Errorf("AMQP_URL: %w", err)
 	}
 	defer conn.Close()
+	pub := rabbit.NewPublisher(conn)
+	defer pub.Close() // before conn.Close: ends the publisher's return watch
 	log.Info("email settings", "smtp_addr", cfg.SMTPAddr, "mail_dir", cfg.MailDir, "max_attempts", cfg.MaxAttempts,
 		"prefetch", cfg.Prefetch, "retry_delays", fmt.Sprint(cfg.RetryDelays), "queue", topo.Queue)
 	var m mailer = dirMailer{dir: cfg.MailDir}
@@ -183,7 +185,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		Migrations: service.Sub(migrations, "migrations"),
 		Topics:     []string{contract.TopicOrders, contract.TopicPayments, contract.TopicWarehouse},
 		Events:     handled,
-		Publisher:  rabbit.NewPublisher(conn),
+		Publisher:  pub,
 		Setup: func(d service.Deps) (service.Parts, error) {
 			n := &notifier{outbox: d.Outbox, exchange: topo.Exchange, log: d.Log}
 			from, _ := mail.ParseAddress(cfg.From) // checked by Validate

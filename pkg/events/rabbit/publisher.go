@@ -2,6 +2,7 @@ package rabbit
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 
@@ -18,15 +19,17 @@ import (
 // traceparent when set. A row counts as published only once the broker
 // confirmed it (publisher confirms) and did not return it (messages are
 // mandatory: one that reaches no queue, its queue deleted, comes back
-// before its confirm); a nack, a return, a closed channel or a lost
-// connection leaves it and every row after it for the relay's next batch,
-// on a new channel (after a return, with the topology declared again).
+// before its confirm). Publish waits for every confirm of a batch, so the
+// error names every returned message (a *ReturnedError); a nack, a
+// return, a closed channel or a lost connection leaves that row and every
+// row after it for the relay's next batch (after a return, with the
+// topology declared again; after anything else, on a new channel).
 type Publisher struct {
 	conn *Conn
 
 	mu      sync.Mutex
-	ch      *amqp.Channel    // in confirm mode; nil after a failure
-	returns chan amqp.Return // ch's returned messages
+	ch      *amqp.Channel // in confirm mode; nil after a failure
+	returns *returnWatch  // ch's returned messages
 }
 
 // NewPublisher returns a Publisher on conn.
@@ -43,80 +46,77 @@ func (p *Publisher) Publish(ctx context.Context, msgs []outbox.Message) (int, er
 		return 0, err
 	}
 	confirms := make([]*amqp.DeferredConfirmation, 0, len(msgs))
+	var cause error
 	for _, m := range msgs {
 		dc, err := ch.PublishWithDeferredConfirmWithContext(ctx, m.Topic, p.conn.topo.RoutingKey, true, false, publishing(m))
 		if err != nil {
-			p.drop()
-			return p.confirmed(ctx, msgs, confirms, fmt.Errorf("rabbit: publish %s: %w", m.EventID, err))
+			cause = fmt.Errorf("rabbit: publish %s: %w", m.EventID, err)
+			break
 		}
 		confirms = append(confirms, dc)
 	}
-	return p.confirmed(ctx, msgs, confirms, nil)
+	n, err := p.confirmed(ctx, msgs[:len(confirms)], confirms)
+	if cause != nil {
+		p.drop()
+		err = errors.Join(err, cause)
+	}
+	return n, err
 }
 
-// confirmed waits for confirms in order and returns how many from the
-// first were acked and not returned, with cause, the first nack or the
-// first return as the error. The broker sends a message's return before
-// its confirm, and the library hands both over in that order, so a
-// message's return is in hand once its confirm is.
-func (p *Publisher) confirmed(ctx context.Context, msgs []outbox.Message, confirms []*amqp.DeferredConfirmation, cause error) (int, error) {
-	returned := map[string]amqp.Return{}
+// confirmed waits for every confirm, in order, and returns how many
+// messages from the first were acked and not returned. It goes on past a
+// nack or a return so that every return of the batch is seen: the broker
+// sends a message's return before its confirm, so once the last confirm
+// is in, the watch holds them all.
+func (p *Publisher) confirmed(ctx context.Context, msgs []outbox.Message, confirms []*amqp.DeferredConfirmation) (int, error) {
+	n, waited := len(confirms), len(confirms)
+	var errs []error
 	for i, dc := range confirms {
-		if err := p.await(ctx, dc, returned); err != nil {
-			p.drop()
-			return i, err
+		acked, err := dc.WaitContext(ctx)
+		if err != nil {
+			waited, n = i, min(n, i)
+			errs = append(errs, err)
+			break
 		}
-		if r, ok := returned[msgs[i].EventID.String()]; ok {
-			p.drop()
-			err := fmt.Errorf("rabbit: message %s returned unroutable (%d %s): no queue bound to exchange %s for %q",
-				msgs[i].EventID, r.ReplyCode, r.ReplyText, r.Exchange, r.RoutingKey)
-			if rerr := p.conn.Redeclare(ctx); rerr != nil {
-				err = fmt.Errorf("%w; declaring the topology again: %w", err, rerr)
-			}
-			return i, err
-		}
-		if !dc.Acked() {
-			p.drop()
-			return i, fmt.Errorf("rabbit: broker did not confirm message %d of %d (nack or channel closed)", i+1, len(confirms))
+		if !acked && n > i {
+			n = i
+			errs = append(errs, fmt.Errorf("rabbit: broker did not confirm message %d of %d (nack or channel closed)", i+1, len(confirms)))
 		}
 	}
-	return len(confirms), cause
-}
-
-// await waits for dc, collecting returns meanwhile (the library blocks
-// until each is taken) and those already in hand once dc is done.
-func (p *Publisher) await(ctx context.Context, dc *amqp.DeferredConfirmation, returned map[string]amqp.Return) error {
-	take := func(r amqp.Return, ok bool) {
+	p.returns.sync()
+	var returned *ReturnedError
+	for i, m := range msgs[:waited] {
+		r, ok := p.returns.take(m.EventID.String())
 		if !ok {
-			p.returns = nil // the channel closed; dc is done (nacked) too
-			return
+			continue
 		}
-		returned[r.MessageId] = r
-	}
-	for {
-		select {
-		case r, ok := <-p.returns:
-			take(r, ok)
-		case <-dc.Done():
-			for {
-				select {
-				case r, ok := <-p.returns:
-					take(r, ok)
-				default:
-					return nil
-				}
-			}
-		case <-ctx.Done():
-			return ctx.Err()
+		if returned == nil {
+			returned = &ReturnedError{First: r}
 		}
+		returned.MessageIDs = append(returned.MessageIDs, r.MessageId)
+		n = min(n, i)
 	}
+	p.returns.forget()
+	if len(errs) > 0 {
+		p.drop() // a nack, a closed channel, a wait cut short: start afresh
+	}
+	if returned != nil {
+		err := error(returned)
+		if rerr := p.conn.Redeclare(ctx); rerr != nil {
+			err = fmt.Errorf("%w; declaring the topology again: %w", err, rerr)
+		}
+		errs = append([]error{err}, errs...)
+	}
+	return n, errors.Join(errs...)
 }
 
-// channel returns the confirm-mode channel, opening one when needed.
+// channel returns the confirm-mode channel, opening one (and its return
+// watch) when needed.
 func (p *Publisher) channel(ctx context.Context) (*amqp.Channel, error) {
 	if p.ch != nil && !p.ch.IsClosed() {
 		return p.ch, nil
 	}
+	p.drop() // closed under us: end its watch
 	ch, err := p.conn.Channel(ctx)
 	if err != nil {
 		return nil, err
@@ -125,16 +125,26 @@ func (p *Publisher) channel(ctx context.Context) (*amqp.Channel, error) {
 		_ = p.conn.Bounded(ch.Close)
 		return nil, fmt.Errorf("rabbit: confirm mode: %w", err)
 	}
-	p.ch, p.returns = ch, ch.NotifyReturn(make(chan amqp.Return, 16))
+	p.ch, p.returns = ch, watchReturns(ch)
 	return ch, nil
 }
 
-// drop forgets the channel after a failure; the next batch opens another.
+// drop closes the channel after a failure and waits for its watch; the
+// next batch opens another.
 func (p *Publisher) drop() {
 	if p.ch != nil {
 		_ = p.conn.Bounded(p.ch.Close)
-		p.ch = nil
+		p.returns.wait()
+		p.ch, p.returns = nil, nil
 	}
+}
+
+// Close closes the publisher's channel and ends its return watch. Call it
+// once nothing publishes any more, before closing the Conn.
+func (p *Publisher) Close() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.drop()
 }
 
 // Ready reports whether the broker answers.

@@ -149,6 +149,8 @@ func (w *Worker) session(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	returns := watchReturns(pub)
+	defer returns.wait() // after pub.Close, deferred next: the watch ends with the channel
 	defer conn.Bounded(pub.Close)
 	var deliveries <-chan amqp.Delivery
 	err = conn.Bounded(func() error {
@@ -169,7 +171,7 @@ func (w *Worker) session(ctx context.Context) error {
 	}
 	closed := ch.NotifyClose(make(chan *amqp.Error, 1))
 	pubClosed := pub.NotifyClose(make(chan *amqp.Error, 1))
-	copies := &copier{conn: conn, ch: pub, returns: pub.NotifyReturn(make(chan amqp.Return, 16))}
+	copies := &copier{conn: conn, ch: pub, returns: returns}
 	sctx, crash := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	defer func() {
@@ -285,15 +287,14 @@ func (w *Worker) run(ctx context.Context, d *Delivery) (err error) {
 // copier publishes the retry and dead copies of failed messages on one
 // confirm-mode channel, one at a time: copies are mandatory (a copy that
 // reaches no queue, one deleted behind the worker's back, comes back), and
-// with one copy in flight a return read after its confirm is that copy's
-// (the broker sends it before the confirm, the library hands both over in
-// order). Failures are rare, so the serialisation costs nothing that
-// matters.
+// with one copy in flight a return recorded by its confirm is that copy's
+// (the broker sends it before the confirm; see returnWatch). Failures are
+// rare, so the serialisation costs nothing that matters.
 type copier struct {
 	conn    *Conn
 	mu      sync.Mutex
 	ch      *amqp.Channel
-	returns chan amqp.Return // room for returns of copies whose wait was cut short
+	returns *returnWatch // ch's, read for the channel's whole life
 }
 
 // forward publishes a copy of d, with attempts and its error in headers,
@@ -314,9 +315,7 @@ func (c *copier) forward(ctx context.Context, d *Delivery, attempts int, exchang
 	headers[HeaderError] = msg
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for len(c.returns) > 0 {
-		<-c.returns // left by a copy whose wait was cut short
-	}
+	c.returns.forget() // left by a copy whose wait was cut short
 	dc, err := c.ch.PublishWithDeferredConfirmWithContext(ctx, exchange, key, true, false, amqp.Publishing{
 		Headers: headers, ContentType: d.ContentType, ContentEncoding: d.ContentEncoding,
 		DeliveryMode: amqp.Persistent, CorrelationId: d.Delivery.CorrelationId, MessageId: d.MessageId,
@@ -329,11 +328,8 @@ func (c *copier) forward(ctx context.Context, d *Delivery, attempts int, exchang
 	if err != nil {
 		return err
 	}
-	for len(c.returns) > 0 {
-		r := <-c.returns
-		if r.MessageId != d.MessageId || r.Exchange != exchange {
-			continue // an earlier copy's
-		}
+	c.returns.sync()
+	if r, ok := c.returns.take(d.MessageId); ok && r.Exchange == exchange {
 		err := fmt.Errorf("copy to %s returned unroutable (%d %s)", exchange, r.ReplyCode, r.ReplyText)
 		if rerr := c.conn.Redeclare(ctx); rerr != nil {
 			err = fmt.Errorf("%w; declaring the topology again: %w", err, rerr)
