@@ -12,7 +12,13 @@
 // which moves the service's relay back to the first outbox row created at or
 // after T, so it publishes everything from there again (same eventIds,
 // original order) for a consumer that joined late. T is RFC 3339 or a
-// duration ago ("2h", "7d"). Rows older than OUTBOX_RETENTION are gone.
+// duration ago ("2h", "7d"). Rows older than OUTBOX_RETENTION are gone; and
+//
+//	orderflowctl load --rate R --duration D --out FILE
+//
+// which places orders at R a second, open loop, in a mix of outcomes, and
+// writes each accepted order's id with its outcome to FILE (see load.go and
+// internal/loadgen).
 package main
 
 import (
@@ -48,9 +54,20 @@ const usage = `usage:
       dead letters back where they failed (Kafka: those since the last replay)
   orderflowctl outbox replay --service S --since T
       T: RFC 3339 time (2026-11-28T10:00:00Z) or a duration ago (30m, 2h, 7d)
+  orderflowctl outbox rebase --service S
+      after a restore or move tripped the relay's cursor guard (see README)
+  orderflowctl load [--rate R] [--duration D] [--mix M] [--out FILE] [--json] [--allow-errors]
+                    [--url U] [--warehouse-url U] [--fraud-limit-cents N] [--seed N]
+                    [--idempotency] [--max-in-flight N] [--timeout D]
+      orders at R/s (default 100) for D (10s), open loop; M default
+      happy=80,declined=5,flaky=5,fraud=3,out-of-stock=2,cancelled=5;
+      FILE gets "<orderId>\t<outcome>" per accepted order; exits non-zero on
+      a 5xx or a request without an answer unless --allow-errors
 environment: POSTGRES_URL (default ` + postgres.DefaultURL + `),
   KAFKA_BROKERS (default ` + service.DefaultBroker + `), AMQP_URL and
-  EMAIL_RETRY_DELAYS (as the email service reads them)`
+  EMAIL_RETRY_DELAYS (as the email service reads them); load: ORDERS_URL
+  (default http://localhost:8080), WAREHOUSE_URL (http://localhost:8082),
+  FRAUD_LIMIT_CENTS (1000000)`
 
 // services whose databases have an outbox.
 var services = []string{"orders", "payments", "warehouse", "loyalty", "email"}
@@ -72,6 +89,10 @@ func run(ctx context.Context, args []string, out io.Writer, now time.Time) error
 		return dlq(ctx, args[1:], out)
 	case len(args) >= 2 && args[0] == "outbox" && args[1] == "replay":
 		return outboxReplay(ctx, args[2:], out, now)
+	case len(args) >= 2 && args[0] == "outbox" && args[1] == "rebase":
+		return outboxRebase(ctx, args[2:], out)
+	case len(args) >= 1 && args[0] == "load":
+		return load(ctx, args[1:], out, os.Stderr)
 	}
 	return errors.New(usage)
 }
@@ -199,17 +220,9 @@ func outboxReplay(ctx context.Context, args []string, out io.Writer, now time.Ti
 	if since.After(now) {
 		return errors.New("--since is in the future")
 	}
-	serverURL := os.Getenv("POSTGRES_URL")
-	if serverURL == "" {
-		serverURL = postgres.DefaultURL
-	}
-	dbURL, err := postgres.DatabaseURL(serverURL, "orderflow_"+*svc)
+	pool, err := servicePool(ctx, *svc)
 	if err != nil {
 		return err
-	}
-	pool, err := postgres.Connect(ctx, dbURL, 2)
-	if err != nil {
-		return fmt.Errorf("%s database: %w", *svc, err)
 	}
 	defer pool.Close()
 	n, err := outbox.Replay(ctx, pool, since)

@@ -41,6 +41,8 @@ func TestRunRejectsBadArguments(t *testing.T) {
 		"outbox replay --service orders":                    "--since: required",
 		"outbox replay --service orders --since soon":       "--since",
 		"outbox replay --service orders --since 2h --bogus": "flag provided but not defined",
+		"outbox rebase":                    "--service must be one of",
+		"outbox rebase --service shipping": "--service must be one of",
 	} {
 		err := run(context.Background(), strings.Fields(args), &bytes.Buffer{}, time.Now())
 		if err == nil || !strings.Contains(err.Error(), want) {

@@ -67,3 +67,47 @@ SELECT coalesce((
     ORDER BY o.txid, o.id
     LIMIT 1
 ), false)::bool AS held_back;
+
+-- name: CursorGuard :one
+-- Whether the outbox's txids come from another cluster's future, as after
+-- a restore into, or a move to, a server whose transaction counter is
+-- behind: then new rows sort below the cursor (cursor_ahead) or old ones
+-- wait for a horizon that will not reach them for ages (rows_ahead), and
+-- nothing would ever be published. next_txid is the next transaction id
+-- this server gives out, which draws none itself (no pg_current_xact_id).
+-- max(txid) is read from the top of the (txid, id) index.
+SELECT c.txid::text AS cursor_txid,
+       pg_snapshot_xmax(pg_current_snapshot())::text AS next_txid,
+       (c.txid >= pg_snapshot_xmax(pg_current_snapshot()))::bool AS cursor_ahead,
+       coalesce((SELECT max(o.txid) FROM outbox o) >= pg_snapshot_xmax(pg_current_snapshot()), false)::bool AS rows_ahead
+FROM outbox_cursor c;
+
+-- name: LockCursor :exec
+SELECT 1 FROM outbox_cursor FOR UPDATE;
+
+-- name: RebaseRows :execrows
+-- Renumbers the txids after a move (see Rebase in package outbox): rows
+-- published before it to 1, the rest (published later, in id order) to 2.
+-- Rows with a txid from the other cluster's future are the old cluster's:
+-- published when at or before the cursor. Rows with a txid below the next
+-- one are either the old cluster's, all at or before the cursor and so
+-- published, or written since the move and never published; the id tells
+-- them apart (the sequence came with the data, so every new row's id is
+-- above every old one's: above the old rows' highest id, and the cursor's).
+WITH bound AS (
+    SELECT pg_snapshot_xmax(pg_current_snapshot()) AS next_txid,
+           greatest((SELECT max(o.id) FROM outbox o WHERE o.txid >= pg_snapshot_xmax(pg_current_snapshot())),
+                    (SELECT c.id FROM outbox_cursor c)) AS old_max_id,
+           (SELECT c.txid FROM outbox_cursor c) AS cursor_txid,
+           (SELECT c.id FROM outbox_cursor c) AS cursor_id
+)
+UPDATE outbox o
+SET txid = CASE
+    WHEN (o.txid, o.id) <= (b.cursor_txid, b.cursor_id) AND (o.txid >= b.next_txid OR o.id <= b.old_max_id)
+        THEN '1'::xid8
+    ELSE '2'::xid8 END
+FROM bound b;
+
+-- name: RebaseCursor :exec
+-- After RebaseRows: every row at txid 1 is behind the cursor.
+UPDATE outbox_cursor SET txid = '1'::xid8, id = 9223372036854775807, updated_at = now();

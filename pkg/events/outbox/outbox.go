@@ -56,6 +56,7 @@ import (
 	"github.com/orderflow/orderflow/pkg/events/contract"
 	"github.com/orderflow/orderflow/pkg/events/correlation"
 	"github.com/orderflow/orderflow/pkg/events/outbox/internal/outboxdb"
+	"github.com/orderflow/orderflow/pkg/events/retry"
 	"github.com/orderflow/orderflow/pkg/postgres"
 )
 
@@ -118,6 +119,10 @@ type Outbox struct {
 	leader    atomic.Bool                // this process's relay holds the lease
 	pinger    atomic.Pointer[kgo.Client] // for Ready, while Run runs
 	polls     atomic.Int64               // batches read, for tests
+	outage    *retry.Outage              // infrastructure failures being waited out
+	guard     atomic.Pointer[error]      // the cursor guard's error while it blocks publishing
+
+	guardLogged time.Time // when the guard's error was last logged (the relay's goroutine only)
 
 	// crashAfterAck is a test hook: when it returns true, a batch the
 	// broker acked is left behind the cursor, as if the process died
@@ -137,6 +142,7 @@ func New(pool *pgxpool.Pool, cfg Config, log *slog.Logger) *Outbox {
 		committed: make(chan struct{}, 1),
 	}
 	o.metrics = newMetrics(o, cfg.Registerer)
+	o.outage = retry.NewOutage("relay", cfg.Registerer)
 	return o
 }
 

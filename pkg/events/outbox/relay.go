@@ -16,6 +16,7 @@ import (
 
 	"github.com/orderflow/orderflow/pkg/events/internal/clock"
 	"github.com/orderflow/orderflow/pkg/events/outbox/internal/outboxdb"
+	"github.com/orderflow/orderflow/pkg/events/retry"
 	"github.com/orderflow/orderflow/pkg/postgres"
 )
 
@@ -37,6 +38,20 @@ var (
 	errLeaseLost      = errors.New("relay lease lost")
 	errSimulatedCrash = errors.New("simulated crash between ack and cursor update")
 )
+
+// ErrTxidsAhead is the cursor guard's error: the outbox's transaction ids
+// are ahead of the server's, as after a restore into, or a move to, a
+// cluster whose transaction counter is behind the old one. New rows would
+// sort below the cursor and never be published, so the relay publishes
+// nothing until an operator runs Rebase (orderflowctl outbox rebase).
+var ErrTxidsAhead = errors.New("outbox transaction ids are ahead of this server's (restored or moved database?)")
+
+// ErrNothingToRebase is Rebase's answer when the guard finds nothing wrong.
+var ErrNothingToRebase = errors.New("outbox: transaction ids are not ahead of the server's; nothing to rebase")
+
+// guardEvery is how often a leading relay checks the cursor guard; a
+// tripped guard is checked every second until rebased.
+const guardEvery = 5 * time.Second
 
 // Run relays the outbox to Kafka until ctx is done, then returns nil. While
 // another instance leads, it waits to take over; while it leads, it
@@ -182,6 +197,9 @@ func (o *Outbox) acquire(ctx context.Context) (*lease, error) {
 		}
 		if err != nil && ctx.Err() == nil {
 			o.log.Warn("relay lease", "err", err)
+			if retry.Infrastructure(err) {
+				o.outage.Failed(err)
+			}
 		}
 		if !clock.Sleep(ctx, o.cfg.LeaseRetry) {
 			return nil, ctx.Err()
@@ -261,6 +279,7 @@ func (o *Outbox) publishWhileLeader(ctx context.Context, p publisher, l *lease, 
 	o.leader.Store(true)
 	defer o.leader.Store(false)
 	poll, backoff, held := o.cfg.MinPoll, time.Duration(0), time.Duration(0)
+	var guarded time.Time // the cursor guard's last check
 	woken := false // the last batch was read because of a wake-up
 	timer := time.NewTimer(0)
 	defer timer.Stop()
@@ -270,10 +289,22 @@ func (o *Outbox) publishWhileLeader(ctx context.Context, p publisher, l *lease, 
 			return errLeaseLost
 		default:
 		}
+		if time.Since(guarded) >= guardEvery || o.guard.Load() != nil {
+			if blocked := o.checkGuard(ctx); blocked {
+				if !clock.Sleep(ctx, time.Second) {
+					return nil
+				}
+				continue
+			}
+			guarded = time.Now()
+		}
 		n, err := o.publishBatch(ctx, p)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
+			}
+			if retry.Infrastructure(err) {
+				o.outage.Failed(err)
 			}
 			backoff = min(max(2*backoff, 100*time.Millisecond), maxBackoff)
 			o.log.Error("relay batch failed; will retry", "err", err, "retry_in", backoff)
@@ -284,6 +315,7 @@ func (o *Outbox) publishWhileLeader(ctx context.Context, p publisher, l *lease, 
 			}
 			continue
 		} else {
+			o.outage.Recovered()
 			backoff = 0
 			if n > 0 {
 				poll, held = o.cfg.MinPoll, 0
@@ -433,6 +465,12 @@ func (o *Outbox) Ready(ctx context.Context) error {
 	if err := o.pool.Ping(ctx); err != nil {
 		return fmt.Errorf("outbox database: %w", err)
 	}
+	if err := o.guard.Load(); err != nil {
+		return *err
+	}
+	if err := o.outage.Err(); err != nil {
+		return err
+	}
 	if o.cfg.Publisher != nil {
 		return o.cfg.Publisher.Ready(ctx)
 	}
@@ -444,6 +482,80 @@ func (o *Outbox) Ready(ctx context.Context) error {
 		return fmt.Errorf("kafka: %w", err)
 	}
 	return nil
+}
+
+// checkGuard runs the cursor guard (see ErrTxidsAhead) and reports whether
+// it blocks publishing. A failed check blocks nothing: the batch that
+// follows meets the same failure and retries it.
+func (o *Outbox) checkGuard(ctx context.Context) (blocked bool) {
+	g, err := outboxdb.New(o.relayPool).CursorGuard(ctx)
+	if err != nil {
+		return false
+	}
+	if !g.CursorAhead && !g.RowsAhead {
+		if o.guard.Swap(nil) != nil {
+			o.log.Info("outbox cursor guard cleared; publishing again")
+		}
+		return false
+	}
+	err = fmt.Errorf("%w: cursor at txid %s, rows ahead: %t, the server's next txid %s; nothing is published until "+
+		"`orderflowctl outbox rebase --service %s` (see README)", ErrTxidsAhead, g.CursorTxid, g.RowsAhead, g.NextTxid, o.cfg.Service)
+	if prev := o.guard.Swap(&err); prev == nil || time.Since(o.guardLogged) > time.Minute {
+		o.guardLogged = time.Now()
+		o.log.Error("outbox relay refuses to publish", "err", err)
+	}
+	return true
+}
+
+// Rebase renumbers the outbox after the cursor guard tripped (see
+// ErrTxidsAhead), in one transaction: rows published before the move get
+// txid 1 and the cursor goes past them; the rest, those the old cluster had
+// not published and those written since, get txid 2, so the relay
+// publishes them next in id order, which keeps each order's events in
+// their order (one order's transactions draw ids in commit order, under
+// its lock). A row written since the move whose id is not above every old
+// one's (impossible while the id sequence came with the data) would be
+// published again; consumers deduplicate by eventId. It returns how many
+// rows now wait to be published, and refuses when the guard finds nothing
+// wrong. Every row is updated: on a large outbox this is a long write
+// transaction, holding back the server's other relays while it runs.
+func Rebase(ctx context.Context, db interface {
+	Begin(context.Context) (pgx.Tx, error)
+}) (int64, error) {
+	var pending int64
+	err := pgx.BeginFunc(ctx, db, func(tx pgx.Tx) error {
+		q := outboxdb.New(tx)
+		if err := q.LockCursor(ctx); err != nil {
+			return fmt.Errorf("lock cursor: %w", err)
+		}
+		g, err := q.CursorGuard(ctx)
+		if err != nil {
+			return fmt.Errorf("cursor guard: %w", err)
+		}
+		if !g.CursorAhead && !g.RowsAhead {
+			return ErrNothingToRebase
+		}
+		if _, err := q.RebaseRows(ctx); err != nil {
+			return fmt.Errorf("renumber rows: %w", err)
+		}
+		if err := q.RebaseCursor(ctx); err != nil {
+			return fmt.Errorf("move cursor: %w", err)
+		}
+		b, err := q.Backlog(ctx)
+		if err != nil {
+			return err
+		}
+		pending = b.Pending
+		_, err = tx.Exec(ctx, "SELECT pg_notify($1, '')", notifyChannel)
+		return err
+	})
+	if err != nil {
+		if errors.Is(err, ErrNothingToRebase) {
+			return 0, err
+		}
+		return 0, fmt.Errorf("outbox rebase: %w", err)
+	}
+	return pending, nil
 }
 
 func mustSub(fsys fs.FS, dir string) fs.FS {

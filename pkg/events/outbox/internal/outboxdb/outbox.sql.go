@@ -60,6 +60,40 @@ func (q *Queries) Backlog(ctx context.Context) (BacklogRow, error) {
 	return i, err
 }
 
+const cursorGuard = `-- name: CursorGuard :one
+SELECT c.txid::text AS cursor_txid,
+       pg_snapshot_xmax(pg_current_snapshot())::text AS next_txid,
+       (c.txid >= pg_snapshot_xmax(pg_current_snapshot()))::bool AS cursor_ahead,
+       coalesce((SELECT max(o.txid) FROM outbox o) >= pg_snapshot_xmax(pg_current_snapshot()), false)::bool AS rows_ahead
+FROM outbox_cursor c
+`
+
+type CursorGuardRow struct {
+	CursorTxid  string
+	NextTxid    string
+	CursorAhead bool
+	RowsAhead   bool
+}
+
+// Whether the outbox's txids come from another cluster's future, as after
+// a restore into, or a move to, a server whose transaction counter is
+// behind: then new rows sort below the cursor (cursor_ahead) or old ones
+// wait for a horizon that will not reach them for ages (rows_ahead), and
+// nothing would ever be published. next_txid is the next transaction id
+// this server gives out, which draws none itself (no pg_current_xact_id).
+// max(txid) is read from the top of the (txid, id) index.
+func (q *Queries) CursorGuard(ctx context.Context) (CursorGuardRow, error) {
+	row := q.db.QueryRow(ctx, cursorGuard)
+	var i CursorGuardRow
+	err := row.Scan(
+		&i.CursorTxid,
+		&i.NextTxid,
+		&i.CursorAhead,
+		&i.RowsAhead,
+	)
+	return i, err
+}
+
 const deleteExpired = `-- name: DeleteExpired :execrows
 DELETE FROM outbox
 WHERE outbox.id IN (
@@ -154,6 +188,15 @@ func (q *Queries) InsertEvent(ctx context.Context, arg InsertEventParams) error 
 	return err
 }
 
+const lockCursor = `-- name: LockCursor :exec
+SELECT 1 FROM outbox_cursor FOR UPDATE
+`
+
+func (q *Queries) LockCursor(ctx context.Context) error {
+	_, err := q.db.Exec(ctx, lockCursor)
+	return err
+}
+
 const pendingBatch = `-- name: PendingBatch :many
 SELECT id, txid::text AS txid, event_id, topic, key, event_type, payload,
        correlation_id, traceparent, occurred_at,
@@ -218,6 +261,48 @@ func (q *Queries) PendingBatch(ctx context.Context, batchSize int32) ([]PendingB
 		return nil, err
 	}
 	return items, nil
+}
+
+const rebaseCursor = `-- name: RebaseCursor :exec
+UPDATE outbox_cursor SET txid = '1'::xid8, id = 9223372036854775807, updated_at = now()
+`
+
+// After RebaseRows: every row at txid 1 is behind the cursor.
+func (q *Queries) RebaseCursor(ctx context.Context) error {
+	_, err := q.db.Exec(ctx, rebaseCursor)
+	return err
+}
+
+const rebaseRows = `-- name: RebaseRows :execrows
+WITH bound AS (
+    SELECT pg_snapshot_xmax(pg_current_snapshot()) AS next_txid,
+           greatest((SELECT max(o.id) FROM outbox o WHERE o.txid >= pg_snapshot_xmax(pg_current_snapshot())),
+                    (SELECT c.id FROM outbox_cursor c)) AS old_max_id,
+           (SELECT c.txid FROM outbox_cursor c) AS cursor_txid,
+           (SELECT c.id FROM outbox_cursor c) AS cursor_id
+)
+UPDATE outbox o
+SET txid = CASE
+    WHEN (o.txid, o.id) <= (b.cursor_txid, b.cursor_id) AND (o.txid >= b.next_txid OR o.id <= b.old_max_id)
+        THEN '1'::xid8
+    ELSE '2'::xid8 END
+FROM bound b
+`
+
+// Renumbers the txids after a move (see Rebase in package outbox): rows
+// published before it to 1, the rest (published later, in id order) to 2.
+// Rows with a txid from the other cluster's future are the old cluster's:
+// published when at or before the cursor. Rows with a txid below the next
+// one are either the old cluster's, all at or before the cursor and so
+// published, or written since the move and never published; the id tells
+// them apart (the sequence came with the data, so every new row's id is
+// above every old one's: above the old rows' highest id, and the cursor's).
+func (q *Queries) RebaseRows(ctx context.Context) (int64, error) {
+	result, err := q.db.Exec(ctx, rebaseRows)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
 }
 
 const rewindCursor = `-- name: RewindCursor :execrows
