@@ -8,16 +8,21 @@
 //   - Not JSON, an envelope without event, version (>= 1), eventId (a UUID)
 //     or orderId, or a known event that fails its JSON Schema: sent to
 //     "dlq.<service>" at once, without retries.
-//   - A valid envelope naming an event or version this build has no schema
-//     for: skipped and counted as result="skipped", not dead-lettered. It is
-//     taken to come from a newer producer (a new event type, or version 2
-//     beside version 1), which a consumer that does not know it has no
-//     business handling; dead-lettering it would fill the DLQ on every
-//     rollout in which producers upgrade first.
-//   - A valid envelope of a known event the service does not handle
-//     (Config.Events): passed over without a transaction, an inbox row or
-//     a schema check, counted as result="ignored". Its schema is the
-//     business of the services that handle it, which dead-letter it.
+//   - A valid envelope of an event the service does not handle
+//     (Config.Events), at any version: passed over without a transaction,
+//     an inbox row or a schema check, counted as result="ignored". Its
+//     schema is the business of the services that handle it, which
+//     dead-letter it.
+//   - A valid envelope naming an event this build has no schema for at
+//     all: skipped and counted as result="skipped", not dead-lettered. It
+//     comes from a newer producer (a new event type), which a consumer that
+//     does not know it has no business handling.
+//   - An event the service handles, at a version this build has no schema
+//     for (a producer upgraded before its consumers): sent to the DLQ at
+//     once, saying which versions this build knows. Skipping it would lose
+//     its effect without a trace; once the consumer is upgraded,
+//     orderflowctl dlq replay delivers it. Consumers must learn a version
+//     before producers emit it.
 //   - Otherwise a transaction is begun, the order's lock taken
 //     (outbox.LockKey on the envelope's orderId, so one order's
 //     transactions in this database serialize before their first write and

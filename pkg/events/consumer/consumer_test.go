@@ -400,15 +400,17 @@ func TestPoisonRecords(t *testing.T) {
 		{"schema-invalid", string(envelope("OrderPlaced", 1, `,"customerId":"c-1"`)), "OrderPlaced"},
 		{"no eventId", fmt.Sprintf(`{"event":"OrderPlaced","version":1,"orderId":%q}`, orderID), "eventId"},
 		{"eventId not a UUID", fmt.Sprintf(`{"event":"OrderPlaced","version":1,"eventId":"x","orderId":%q}`, orderID), "eventId"},
+		// A handled event at a version this build cannot read: not skipped
+		// (its effect would be lost without a trace) but kept for a replay
+		// after the upgrade.
+		{"unknown version of a handled event", string(envelope("OrderPlaced", 2, `,"whatever":true`)), "OrderPlaced version 2 is unknown"},
 	}
 	var recs []*kgo.Record
 	for _, p := range poison {
 		recs = append(recs, b.record(orderID, []byte(p.value)))
 	}
-	// Valid envelopes of events this build does not know: skipped.
-	recs = append(recs,
-		b.record(orderID, envelope("OrderTeleported", 1, "")),
-		b.record(orderID, envelope("OrderPlaced", 2, `,"whatever":true`)))
+	// A valid envelope of an event this build does not know: skipped.
+	recs = append(recs, b.record(orderID, envelope("OrderTeleported", 1, "")))
 	valid, _ := placed(t, orderID, 1)
 	recs = append(recs, b.record(orderID, valid))
 	b.produce(t, recs...)
@@ -438,8 +440,8 @@ func TestPoisonRecords(t *testing.T) {
 	if calls.Load() != 1 {
 		t.Errorf("handler called %d times, want 1", calls.Load())
 	}
-	if got := handled(t, reg, b.topic, "skipped"); got != 2 {
-		t.Errorf("skipped = %d, want 2", got)
+	if got := handled(t, reg, b.topic, "skipped"); got != 1 {
+		t.Errorf("skipped = %d, want 1", got)
 	}
 	if got := handled(t, reg, b.topic, "dead"); got != len(poison) {
 		t.Errorf("dead = %d, want %d", got, len(poison))

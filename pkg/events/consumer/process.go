@@ -74,11 +74,19 @@ func (r *Runner) decode(rec *kgo.Record) (Message, uuid.UUID, error) {
 	if err != nil {
 		return msg, uuid.Nil, fmt.Errorf("malformed envelope: eventId %q: %w", env.EventID, err)
 	}
-	if !contract.Known(env.Event, env.Version) {
-		return msg, id, errSkip
-	}
 	if r.events != nil && !r.events[env.Event] {
 		return msg, id, errIgnored
+	}
+	if !contract.Known(env.Event, env.Version) {
+		if known := contract.Versions(env.Event); len(known) > 0 {
+			// An event this service handles, at a version it cannot read: a
+			// producer upgraded before its consumers. Skipping would lose
+			// the effect without a trace, so it is dead-lettered, loudly,
+			// to be replayed once this service knows the version.
+			return msg, id, fmt.Errorf("%s version %d is unknown to this build, which knows versions %v: "+
+				"upgrade the consumer, then replay the dead letter", env.Event, env.Version, known)
+		}
+		return msg, id, errSkip
 	}
 	if err := contract.Validate(env.Event, env.Version, rec.Value); err != nil {
 		return msg, id, err
