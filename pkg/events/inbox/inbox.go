@@ -44,7 +44,6 @@ import (
 // outbox's default OUTBOX_RETENTION of 7 days (see the package doc).
 const DefaultRetention = 14 * 24 * time.Hour
 
-
 //go:embed migrations/*.sql
 var migrations embed.FS
 

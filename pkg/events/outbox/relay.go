@@ -280,7 +280,7 @@ func (o *Outbox) publishWhileLeader(ctx context.Context, p publisher, l *lease, 
 	defer o.leader.Store(false)
 	poll, backoff, held := o.cfg.MinPoll, time.Duration(0), time.Duration(0)
 	var guarded time.Time // the cursor guard's last check
-	woken := false // the last batch was read because of a wake-up
+	woken := false        // the last batch was read because of a wake-up
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	for {
