@@ -18,6 +18,7 @@ import (
 	"embed"
 	"errors"
 	"log/slog"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -67,6 +68,9 @@ var migrations embed.FS
 // take the defaults of ConfigFromEnv.
 type Config struct {
 	service.Config
+	// IdempotencyRetention is how long an Idempotency-Key is remembered;
+	// default DefaultIdempotencyRetention.
+	IdempotencyRetention time.Duration
 }
 
 // DefaultHTTPAddr is where the API listens unless ORDERS_HTTP_ADDR says
@@ -74,11 +78,16 @@ type Config struct {
 const DefaultHTTPAddr = ":8080"
 
 // ConfigFromEnv reads the shared variables (service.FromEnv: POSTGRES_URL,
-// KAFKA_BROKERS, OUTBOX_RETENTION, ORDERS_HTTP_ADDR, default ":8080"). The
-// error is one line naming each bad variable.
+// KAFKA_BROKERS, OUTBOX_RETENTION, ORDERS_HTTP_ADDR, default ":8080") and
+// IDEMPOTENCY_KEY_RETENTION (a Go duration or days, default 24h, positive).
+// The error is one line naming each bad variable.
 func ConfigFromEnv() (Config, error) {
 	e := config.FromEnv()
 	cfg := Config{Config: service.FromEnv(e, serviceName, DefaultHTTPAddr)}
+	cfg.IdempotencyRetention = e.Duration("IDEMPOTENCY_KEY_RETENTION", DefaultIdempotencyRetention)
+	if cfg.IdempotencyRetention <= 0 {
+		e.Reject("IDEMPOTENCY_KEY_RETENTION", "must be positive (e.g. 24h, 7d)")
+	}
 	if err := e.Err(); err != nil {
 		return Config{}, err
 	}
@@ -96,13 +105,19 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool) error {
 // relays its outbox.
 func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	cfg.SetDefaults(serviceName, DefaultHTTPAddr)
+	if cfg.IdempotencyRetention <= 0 {
+		cfg.IdempotencyRetention = DefaultIdempotencyRetention
+	}
 	return service.Run(ctx, cfg.Config, service.Spec{
 		Migrations: service.Sub(migrations, "migrations"),
 		Topics:     []string{contract.TopicPayments, contract.TopicWarehouse, contract.TopicLoyalty},
 		Setup: func(d service.Deps) (service.Parts, error) {
 			api := newAPI(d.Pool, d.Outbox, d.Log)
 			h := &handler{outbox: d.Outbox, log: d.Log}
-			return service.Parts{Handler: h.handle, Routes: api.routes}, nil
+			prune := func(ctx context.Context) error {
+				return pruneIdempotencyKeys(ctx, d.Pool, cfg.IdempotencyRetention, d.Log)
+			}
+			return service.Parts{Handler: h.handle, Routes: api.routes, Workers: []func(context.Context) error{prune}}, nil
 		},
 	}, log)
 }

@@ -55,3 +55,11 @@ UPDATE orders
 SET status = 'cancelled', cancel_reason = @cancel_reason::text, updated_at = clock_timestamp()
 WHERE id = @id AND status IN ('placed', 'paid')
 RETURNING *;
+
+-- name: PruneIdempotencyKeys :execrows
+DELETE FROM idempotency_keys
+WHERE key IN (
+    SELECT k.key FROM idempotency_keys k
+    WHERE k.created_at < @cutoff::timestamptz
+    LIMIT @batch_size
+);

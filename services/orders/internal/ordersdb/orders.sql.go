@@ -273,3 +273,25 @@ func (q *Queries) ListTimeline(ctx context.Context, orderID uuid.UUID) ([]ListTi
 	}
 	return items, nil
 }
+
+const pruneIdempotencyKeys = `-- name: PruneIdempotencyKeys :execrows
+DELETE FROM idempotency_keys
+WHERE key IN (
+    SELECT k.key FROM idempotency_keys k
+    WHERE k.created_at < $1::timestamptz
+    LIMIT $2
+)
+`
+
+type PruneIdempotencyKeysParams struct {
+	Cutoff    time.Time
+	BatchSize int32
+}
+
+func (q *Queries) PruneIdempotencyKeys(ctx context.Context, arg PruneIdempotencyKeysParams) (int64, error) {
+	result, err := q.db.Exec(ctx, pruneIdempotencyKeys, arg.Cutoff, arg.BatchSize)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
+}
