@@ -9,9 +9,11 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/orderflow/orderflow/pkg/events/correlation"
+	"github.com/orderflow/orderflow/pkg/events/retry"
 )
 
 // Message headers the worker reads and writes.
@@ -83,12 +85,17 @@ type WorkerConfig struct {
 	Prefetch int
 	// MaxAttempts is how many attempts a message gets; default 5.
 	MaxAttempts int
+	// Registerer receives orderflow_infrastructure_waiting and
+	// orderflow_infrastructure_retries_total{component="email-worker"};
+	// nil registers none.
+	Registerer prometheus.Registerer
 }
 
 // Worker consumes the topology's queue.
 type Worker struct {
-	cfg WorkerConfig
-	log *slog.Logger
+	cfg    WorkerConfig
+	log    *slog.Logger
+	outage *retry.Outage // infrastructure failures being waited out
 
 	// crashAfterHandle is a test hook: when it returns true after a
 	// successful Handler, the worker drops its connection without acking,
@@ -107,8 +114,16 @@ func NewWorker(cfg WorkerConfig, log *slog.Logger) (*Worker, error) {
 	if cfg.MaxAttempts <= 0 {
 		cfg.MaxAttempts = 5
 	}
-	return &Worker{cfg: cfg, log: log.With("component", "worker", "queue", cfg.Conn.topo.Queue)}, nil
+	return &Worker{
+		cfg:    cfg,
+		log:    log.With("component", "worker", "queue", cfg.Conn.topo.Queue),
+		outage: retry.NewOutage("email-worker", cfg.Registerer),
+	}, nil
 }
+
+// Ready reports an infrastructure failure the worker's messages are
+// waiting out (see handle), for /readyz.
+func (w *Worker) Ready(context.Context) error { return w.outage.Err() }
 
 // Run consumes until ctx is done, reconnecting whenever the connection or
 // channel is lost; messages in hand then are redelivered by the broker (at
@@ -221,7 +236,23 @@ func (w *Worker) handle(ctx context.Context, copies *copier, d *Delivery, crash 
 	}
 	log := w.log.With("message_id", d.MessageId, "attempt", d.Attempt)
 	err := w.run(hctx, d)
+	// An infrastructure failure (the database or the SMTP server
+	// unreachable: package retry) is not the message's: it is tried again
+	// in place, holding its prefetch slot, for as long as that lasts, and
+	// spends no attempt; the queue behind it waits. At the session's end it
+	// goes back to the queue as it was.
+	for streak := 1; retry.Infrastructure(err) && !errors.Is(err, ErrPermanent); streak++ {
+		if streak == 1 || streak%20 == 0 {
+			log.WarnContext(hctx, "infrastructure failure; waiting, no attempt spent", "failures", streak, "err", err)
+		}
+		if !w.outage.Wait(ctx, streak, err) {
+			_ = d.Nack(false, true)
+			return
+		}
+		err = w.run(hctx, d)
+	}
 	if err == nil {
+		w.outage.Recovered()
 		if w.crashAfterHandle != nil && w.crashAfterHandle(d) {
 			crash()
 			return
