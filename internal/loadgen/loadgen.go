@@ -222,6 +222,11 @@ func newGenerator(cfg Config) *generator {
 			Cancels: CancelCount{Rejected: map[int]int{}},
 		},
 	}
+	for o, w := range cfg.Mix {
+		if w > 0 {
+			g.sum.Outcomes[o] = OutcomeCount{}
+		}
+	}
 	if g.client == nil {
 		g.ownedTr = http.DefaultTransport.(*http.Transport).Clone()
 		g.ownedTr.MaxConnsPerHost = DefaultMaxConns

@@ -310,7 +310,7 @@ func TestSummaryJSON(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{`"runId":"r"`, `"durationSeconds":2`, `"rejected":{"422":2}`, `"latency":{"maxMs":0,"p50Ms":1.5,"p90Ms":0,"p99Ms":0}`} {
+	for _, want := range []string{`"runId":"r"`, `"durationSeconds":2`, `"rejected":{"422":2}`, `"latency":{"p50Ms":1.5,"p90Ms":0,"p99Ms":0,"maxMs":0}`} {
 		if !strings.Contains(string(b), want) {
 			t.Errorf("%s lacks %s", b, want)
 		}

@@ -33,7 +33,9 @@ type Summary struct {
 	Errors     int    `json:"errors"`
 	FirstError string `json:"firstError,omitempty"`
 
-	Outcomes map[Outcome]OutcomeCount `json:"outcomes"` // by the outcome each order was shaped for
+	// Outcomes counts by the outcome each order was shaped for, every
+	// outcome of the mix present.
+	Outcomes map[Outcome]OutcomeCount `json:"outcomes"`
 	Cancels  CancelCount              `json:"cancels"`
 
 	// Latency of POST /orders, from each request's scheduled time to its
@@ -77,7 +79,12 @@ type Latency struct {
 
 // MarshalJSON writes {"p50Ms":..,"p90Ms":..,"p99Ms":..,"maxMs":..}.
 func (l Latency) MarshalJSON() ([]byte, error) {
-	return json.Marshal(map[string]float64{"p50Ms": ms(l.P50), "p90Ms": ms(l.P90), "p99Ms": ms(l.P99), "maxMs": ms(l.Max)})
+	return json.Marshal(struct {
+		P50 float64 `json:"p50Ms"`
+		P90 float64 `json:"p90Ms"`
+		P99 float64 `json:"p99Ms"`
+		Max float64 `json:"maxMs"`
+	}{ms(l.P50), ms(l.P90), ms(l.P99), ms(l.Max)})
 }
 
 func (l Latency) String() string {
