@@ -177,7 +177,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		"prefetch", cfg.Prefetch, "retry_delays", fmt.Sprint(cfg.RetryDelays), "queue", topo.Queue)
 	var m mailer = dirMailer{dir: cfg.MailDir}
 	if cfg.SMTPAddr != "" {
-		sm := newSMTPMailer(cfg.SMTPAddr, cfg.Prefetch)
+		// A send in progress at shutdown gets half the shutdown timeout to
+		// end; the rest leaves room for its sent record and its ack.
+		sm := newSMTPMailer(cfg.SMTPAddr, cfg.Prefetch, cfg.ShutdownTimeout/2)
 		defer sm.close()
 		m = sm
 	}

@@ -38,6 +38,7 @@ type bundle struct {
 	in     *servicetest.Producer
 	topo   rabbit.Topology
 	broker *kafkatest.Broker
+	run    *testenv.Running
 }
 
 type smtpserver = smtptest.Server
@@ -58,8 +59,8 @@ func setup(t *testing.T, mod func(*Config)) *bundle {
 		mod(&cfg)
 	}
 	log := slog.New(slog.NewTextHandler(t.Output(), nil))
-	testenv.Start(t, func(ctx context.Context) error { return Run(ctx, cfg, log) })
-	b := &bundle{cfg: cfg, base: "http://" + cfg.HTTPAddr, smtp: srv, in: servicetest.NewProducer(t, broker), topo: topo, broker: broker}
+	run := testenv.Start(t, func(ctx context.Context) error { return Run(ctx, cfg, log) })
+	b := &bundle{cfg: cfg, base: "http://" + cfg.HTTPAddr, smtp: srv, in: servicetest.NewProducer(t, broker), topo: topo, broker: broker, run: run}
 	servicetest.WaitReady(t, b.base)
 	return b
 }

@@ -12,6 +12,7 @@ import (
 	"net/textproto"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/emersion/go-smtp"
@@ -28,19 +29,31 @@ type mailer interface {
 
 // smtpMailer sends over SMTP to addr, keeping up to size connections open
 // between messages (one per message in flight at most).
+//
+// A send honours its context: once the context is done (the worker's
+// session ends, at shutdown), the exchange in progress has grace more to
+// finish, then every read and write on its socket fails at once and the
+// connection is closed. A tarpitting server (one that accepts and answers
+// nothing, or a line every few seconds) cannot hold a shutdown beyond the
+// service's shutdown timeout; the cut send wraps rabbit.ErrRequeue, so its
+// message is left unacked and comes again, never recorded sent.
 type smtpMailer struct {
-	addr string
-	idle chan pooled
+	addr  string
+	grace time.Duration
+	idle  chan pooled
 }
 
 // pooled is an idle connection and since when it idles.
 type pooled struct {
 	c     *smtp.Client
+	conn  *smtpConn
 	since time.Time
 }
 
-func newSMTPMailer(addr string, size int) *smtpMailer {
-	return &smtpMailer{addr: addr, idle: make(chan pooled, size)}
+// newSMTPMailer returns a mailer to addr keeping up to size connections;
+// grace is how long a send may go on once its context is done.
+func newSMTPMailer(addr string, size int, grace time.Duration) *smtpMailer {
+	return &smtpMailer{addr: addr, grace: grace, idle: make(chan pooled, size)}
 }
 
 // Timeouts of one SMTP exchange.
@@ -51,18 +64,37 @@ const (
 	// smtpIdleCheck: a connection idle longer is checked (NOOP) before
 	// use; servers close idle sessions (421, or just the socket).
 	smtpIdleCheck = 5 * time.Second
+	// smtpQuitTimeout bounds the QUIT of a connection let go.
+	smtpQuitTimeout = time.Second
 )
 
 // send sends msg once. A failure is never retried here: once DATA began
 // the server may have accepted the message, and only the retry path (with
 // the task's claim) may send it again.
 func (m *smtpMailer) send(ctx context.Context, from, to string, msg []byte) error {
-	c, err := m.client()
+	if ctx.Err() != nil {
+		return fmt.Errorf("smtp %s: not sent, the worker stops: %w", m.addr, rabbit.ErrRequeue)
+	}
+	sctx, stop := withGrace(ctx, m.grace)
+	defer stop()
+	p, err := m.client(sctx)
 	if err != nil {
+		if sctx.Err() != nil {
+			return fmt.Errorf("smtp %s: not sent, cut as the worker stopped (%v): %w", m.addr, err, rabbit.ErrRequeue)
+		}
 		return fmt.Errorf("smtp %s: %w", m.addr, err) // refused, timed out: transient
 	}
-	if err := c.SendMail(from, []string{to}, bytes.NewReader(msg)); err != nil {
-		_ = c.Close() // its state is unknown: never reused
+	unbind := p.conn.bind(sctx)
+	err = p.c.SendMail(from, []string{to}, bytes.NewReader(msg))
+	if !unbind() {
+		_ = p.c.Close() // cut: never reused
+		if err != nil {
+			return fmt.Errorf("smtp %s: send cut as the worker stopped, the server may have it (%v): %w", m.addr, err, rabbit.ErrRequeue)
+		}
+		return nil // it ended within the grace
+	}
+	if err != nil {
+		_ = p.c.Close() // its state is unknown: never reused
 		var se *smtp.SMTPError
 		if errors.As(err, &se) && se.Code >= 500 {
 			return fmt.Errorf("smtp %s: %w: %w", m.addr, err, rabbit.ErrPermanent)
@@ -70,42 +102,75 @@ func (m *smtpMailer) send(ctx context.Context, from, to string, msg []byte) erro
 		return fmt.Errorf("smtp %s: %w", m.addr, err)
 	}
 	select {
-	case m.idle <- pooled{c, time.Now()}:
+	case m.idle <- pooled{p.c, p.conn, time.Now()}:
 	default:
-		_ = c.Quit()
+		p.quit()
 	}
 	return nil
 }
 
-// client returns an idle connection that still answers, or dials one.
-func (m *smtpMailer) client() (*smtp.Client, error) {
+// withGrace is ctx with its deadline, cancelled grace after ctx is.
+func withGrace(ctx context.Context, grace time.Duration) (context.Context, context.CancelFunc) {
+	base, cancelDeadline := context.WithoutCancel(ctx), context.CancelFunc(func() {})
+	if d, ok := ctx.Deadline(); ok {
+		base, cancelDeadline = context.WithDeadline(base, d)
+	}
+	gctx, cancel := context.WithCancel(base)
+	stop := context.AfterFunc(ctx, func() { time.AfterFunc(grace, cancel) })
+	return gctx, func() { stop(); cancel(); cancelDeadline() }
+}
+
+// client returns an idle connection that still answers, or dials one;
+// ctx bounds the check and the dial.
+func (m *smtpMailer) client(ctx context.Context) (pooled, error) {
 	for {
 		select {
 		case p := <-m.idle:
-			if time.Since(p.since) < smtpIdleCheck || p.c.Noop() == nil {
-				return p.c, nil
+			if time.Since(p.since) < smtpIdleCheck {
+				return p, nil
 			}
-			_ = p.c.Close() // the server dropped it
+			unbind := p.conn.bind(ctx)
+			err := p.c.Noop()
+			if unbind() && err == nil {
+				return p, nil
+			}
+			_ = p.c.Close() // the server dropped it, or ctx ended
 			continue
 		default:
 		}
-		c, _, err := m.dial()
-		return c, err
+		return m.dial(ctx)
 	}
 }
 
-func (m *smtpMailer) dial() (*smtp.Client, bool, error) {
-	conn, err := net.DialTimeout("tcp", m.addr, smtpDialTimeout)
+func (m *smtpMailer) dial(ctx context.Context) (pooled, error) {
+	d := net.Dialer{Timeout: smtpDialTimeout}
+	nc, err := d.DialContext(ctx, "tcp", m.addr)
 	if err != nil {
-		return nil, false, err
+		return pooled{}, err
 	}
+	conn := &smtpConn{Conn: nc}
 	c := smtp.NewClient(conn)
 	c.CommandTimeout, c.SubmissionTimeout = smtpCommandTimeout, smtpDataTimeout
-	if err := c.Hello("orderflow.local"); err != nil {
-		_ = c.Close()
-		return nil, false, err
+	unbind := conn.bind(ctx)
+	err = c.Hello("orderflow.local")
+	if !unbind() && err == nil {
+		err = ctx.Err()
 	}
-	return c, false, nil
+	if err != nil {
+		_ = c.Close()
+		return pooled{}, err
+	}
+	return pooled{c: c, conn: conn}, nil
+}
+
+// quit says QUIT, waiting at most smtpQuitTimeout, and closes.
+func (p pooled) quit() {
+	ctx, cancel := context.WithTimeout(context.Background(), smtpQuitTimeout)
+	defer cancel()
+	unbind := p.conn.bind(ctx)
+	_ = p.c.Quit()
+	unbind()
+	_ = p.c.Close()
 }
 
 // close closes the idle connections.
@@ -113,10 +178,64 @@ func (m *smtpMailer) close() {
 	for {
 		select {
 		case p := <-m.idle:
-			_ = p.c.Quit()
+			p.quit()
 		default:
 			return
 		}
+	}
+}
+
+// smtpConn is an SMTP connection's socket whose deadlines a context bounds
+// (bind). go-smtp sets a deadline before each command and clears it after,
+// so a deadline set on the socket from outside would not last: here every
+// deadline go-smtp asks for is capped by the bound context's, and once that
+// context is done the deadline is in the past, failing the read or write
+// in progress at once. (go-smtp calls SetDeadline only.)
+type smtpConn struct {
+	net.Conn
+
+	mu    sync.Mutex
+	limit time.Time // from the bound context; zero: none
+	asked time.Time // go-smtp's
+}
+
+// SetDeadline sets go-smtp's deadline, capped by the limit.
+func (c *smtpConn) SetDeadline(t time.Time) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.asked = t
+	return c.apply()
+}
+
+func (c *smtpConn) apply() error {
+	t := c.asked
+	if !c.limit.IsZero() && (t.IsZero() || c.limit.Before(t)) {
+		t = c.limit
+	}
+	return c.Conn.SetDeadline(t)
+}
+
+func (c *smtpConn) setLimit(t time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.limit = t
+	_ = c.apply()
+}
+
+// bind bounds the socket's reads and writes by ctx (its deadline, and at
+// once when it is done) until unbind, which reports whether ctx was still
+// going: if not, the exchange may have been cut and the connection is not
+// to be used again.
+func (c *smtpConn) bind(ctx context.Context) (unbind func() bool) {
+	d, _ := ctx.Deadline()
+	c.setLimit(d)
+	stop := context.AfterFunc(ctx, func() { c.setLimit(time.Unix(1, 0)) })
+	return func() bool {
+		if !stop() {
+			return false
+		}
+		c.setLimit(time.Time{})
+		return true
 	}
 }
 

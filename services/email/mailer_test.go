@@ -1,0 +1,72 @@
+package email
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/orderflow/orderflow/internal/amqptest"
+	"github.com/orderflow/orderflow/internal/servicetest"
+	"github.com/orderflow/orderflow/internal/smtptest"
+	"github.com/orderflow/orderflow/internal/testenv"
+)
+
+// A send in progress at shutdown to an SMTP server that stalls it (silent
+// once connected, or answering each line seconds late) does not hold the
+// stop: Run returns within the shutdown timeout (measured against a
+// generous bound, the timeout plus 5 s; unbounded, the exchange would take
+// 10 s silent, 18 s slow), the task is not recorded sent, and its message
+// is back in the queue for the next run.
+func TestShutdownCutsStalledSend(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name  string
+		delay time.Duration // between the tarpit's lines; 0: none ever
+	}{
+		{"silent", 0},
+		{"slow", 3 * time.Second},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			const shutdown = 2 * time.Second
+			tarpit := smtptest.StartTarpit(t, tc.delay)
+			b := setup(t, func(c *Config) { c.SMTPAddr, c.ShutdownTimeout = tarpit.Addr, shutdown })
+			tk := task{TaskID: uuid.New(), OrderID: uuid.New(), Kind: kindConfirmation, To: "stuck@example.com",
+				Subject: "Your order is confirmed", Text: "Thank you!", HTML: "<p>Thank you!</p>"}
+			body, err := json.Marshal(tk)
+			if err != nil {
+				t.Fatal(err)
+			}
+			amqptest.Publish(t, b.topo.Exchange, b.topo.RoutingKey, amqp.Publishing{MessageId: tk.TaskID.String(), Body: body})
+			testenv.WaitFor(t, 20*time.Second, "the send under way", func() bool {
+				return tarpit.Accepted() > 0 && (tc.delay == 0 || tarpit.Answered() > 0)
+			})
+
+			began := time.Now()
+			b.run.Halt(t)
+			if took := time.Since(began); took > shutdown+5*time.Second {
+				t.Errorf("Run took %s to stop with a send in progress, over the shutdown timeout (%s) + 5 s", took.Round(100*time.Millisecond), shutdown)
+			}
+			pool := servicetest.Pool(t, b.cfg.Config)
+			var status string
+			err = pool.QueryRow(context.Background(), "SELECT status FROM emails WHERE task_id = $1", tk.TaskID).Scan(&status)
+			if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+				t.Fatal(err)
+			}
+			if status == "sent" {
+				t.Error("the task cut at shutdown is recorded sent")
+			}
+			conn := amqptest.Conn(t, b.topo)
+			testenv.WaitFor(t, 10*time.Second, "the task back in the queue", func() bool {
+				n, err := conn.QueueDepth(context.Background(), b.topo.Queue)
+				return err == nil && n == 1
+			})
+		})
+	}
+}
