@@ -71,8 +71,9 @@ func (c *Config) SetDefaults(name, httpAddr string) {
 
 // FromEnv reads the shared variables of DESIGN.md into a Config for the
 // named service: POSTGRES_URL, KAFKA_BROKERS (empty: the dev stack's
-// broker), OUTBOX_RETENTION (a Go duration or days, "7d"), and
-// <NAME>_HTTP_ADDR (default httpAddr). Problems are collected in e, so the
+// broker), OUTBOX_RETENTION (a Go duration or days, "7d"),
+// <NAME>_HTTP_ADDR (default httpAddr), and DATABASE_PREFIX (default
+// "orderflow_": the database is the prefix and the service's name). Problems are collected in e, so the
 // caller reports them with its own in one line.
 func FromEnv(e *config.Env, name, httpAddr string) Config {
 	c := Config{
@@ -80,6 +81,13 @@ func FromEnv(e *config.Env, name, httpAddr string) Config {
 		HTTPAddr:    e.String(AddrVar(name), httpAddr),
 		PostgresURL: e.String("POSTGRES_URL", postgres.DefaultURL),
 		Brokers:     kafka.ParseBrokers(e.String("KAFKA_BROKERS", "")),
+	}
+	if prefix := e.String("DATABASE_PREFIX", ""); prefix != "" {
+		// A whole second stack on one server (make chaos beside make run).
+		if strings.Trim(prefix, "abcdefghijklmnopqrstuvwxyz0123456789_") != "" {
+			e.Reject("DATABASE_PREFIX", "lower-case letters, digits and _ only (e.g. orderflow_chaos_)")
+		}
+		c.Database = prefix + name
 	}
 	c.OutboxRetention = e.Duration("OUTBOX_RETENTION", DefaultOutboxRetention)
 	if c.OutboxRetention == 0 {

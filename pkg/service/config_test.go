@@ -69,3 +69,15 @@ func TestValidate(t *testing.T) {
 		}
 	}
 }
+
+func TestFromEnvDatabasePrefix(t *testing.T) {
+	e := config.FromLookup(lookup(map[string]string{"DATABASE_PREFIX": "orderflow_chaos_"}))
+	if c := service.FromEnv(e, "payments", ":8081"); e.Err() != nil || c.Database != "orderflow_chaos_payments" {
+		t.Errorf("database %q, %v; want orderflow_chaos_payments", c.Database, e.Err())
+	}
+	e = config.FromLookup(lookup(map[string]string{"DATABASE_PREFIX": "Bad-Prefix"}))
+	service.FromEnv(e, "payments", ":8081")
+	if err := e.Err(); err == nil || !strings.Contains(err.Error(), "DATABASE_PREFIX") {
+		t.Errorf("bad prefix: %v", err)
+	}
+}

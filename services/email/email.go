@@ -101,7 +101,8 @@ func (c *Config) setDefaults() {
 // ConfigFromEnv reads the shared variables (service.FromEnv; the listen
 // address from EMAIL_HTTP_ADDR, default ":8084") and AMQP_URL, SMTP_ADDR,
 // EMAIL_MAX_ATTEMPTS, EMAIL_PREFETCH, EMAIL_RETRY_DELAYS (comma-separated
-// Go durations) and EMAIL_FROM. The error is one line naming each bad
+// Go durations), EMAIL_FROM and EMAIL_QUEUE_PREFIX (before every exchange
+// and queue name; default none). The error is one line naming each bad
 // variable.
 func ConfigFromEnv() (Config, error) {
 	e := config.FromEnv()
@@ -111,6 +112,7 @@ func ConfigFromEnv() (Config, error) {
 	cfg.From = e.String("EMAIL_FROM", DefaultFrom)
 	cfg.MaxAttempts = e.Int("EMAIL_MAX_ATTEMPTS", DefaultMaxAttempts)
 	cfg.Prefetch = e.Int("EMAIL_PREFETCH", DefaultPrefetch)
+	cfg.QueuePrefix = e.String("EMAIL_QUEUE_PREFIX", "")
 	if s := e.String("EMAIL_RETRY_DELAYS", ""); s != "" {
 		for _, part := range strings.Split(s, ",") {
 			d, err := time.ParseDuration(strings.TrimSpace(part))
@@ -209,7 +211,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 			}
 			w, err := rabbit.NewWorker(rabbit.WorkerConfig{
 				Conn: conn, Handler: handle, Failed: dl.failed,
-				Prefetch: cfg.Prefetch, MaxAttempts: cfg.MaxAttempts,
+				Prefetch: cfg.Prefetch, MaxAttempts: cfg.MaxAttempts, Registerer: d.Registry,
 			}, d.Log)
 			if err != nil {
 				return service.Parts{}, err
@@ -228,7 +230,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 					defer func() { stop(); <-claims.stopped; <-sent.stopped }()
 					return w.Run(ctx)
 				}},
-				Checks: []httpserver.Check{{Name: "rabbitmq", Func: conn.Ready}},
+				Checks: []httpserver.Check{{Name: "rabbitmq", Func: conn.Ready}, {Name: "email-worker", Func: w.Ready}},
 			}, nil
 		},
 	}, log)
