@@ -1,7 +1,9 @@
 // Package httpserver is the HTTP plumbing every Orderflow service shares:
 // running a server with graceful shutdown (Serve), problem+json and JSON
 // responses (WriteProblem, WriteJSON), the request duration histogram
-// (Metrics), and the /healthz, /readyz and /metrics endpoints (Health).
+// (Metrics), the /healthz, /readyz and /metrics endpoints (Health), and the
+// first steps of reading input (ReadBody, DecodeObject, PathParam,
+// InputError).
 //
 // Guarantees:
 //   - Serve returns only after its server has stopped and its goroutine has
@@ -14,8 +16,12 @@
 //     the routes a service registers.
 //   - /readyz answers within ReadyTimeout plus 100 ms, however its checks
 //     behave.
+//   - DecodeObject refuses a body that is not Unicode text (invalid UTF-8,
+//     an escaped lone surrogate) instead of letting encoding/json replace
+//     what the client sent with U+FFFD.
 //
-// Not provided: TLS, authentication, request logging, panic recovery.
+// Not provided: the rules of fields (package contract's Fields), TLS,
+// authentication, request logging, panic recovery.
 package httpserver
 
 import (
