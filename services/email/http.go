@@ -43,9 +43,16 @@ type emailJSON struct {
 var errBadOrderID = errors.New("orderId must be a UUID")
 
 // handleEmailsGet serves GET /emails?orderId=: the order's emails, oldest
-// first; an empty list for an order with none.
+// first; an empty list for an order with none. Anything but one orderId
+// that is a UUID is a 400, whatever bytes it holds: it never reaches the
+// database.
 func (s *api) handleEmailsGet(w http.ResponseWriter, r *http.Request) {
-	id, err := uuid.Parse(r.URL.Query().Get("orderId"))
+	ids := r.URL.Query()["orderId"]
+	if len(ids) != 1 {
+		s.writeError(w, r, errBadOrderID)
+		return
+	}
+	id, err := uuid.Parse(ids[0])
 	if err != nil {
 		s.writeError(w, r, errBadOrderID)
 		return
@@ -74,7 +81,7 @@ func (s *api) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	var p httpserver.Problem
 	switch {
 	case errors.Is(err, errBadOrderID):
-		p.Status, p.Detail = http.StatusBadRequest, "query parameter orderId must be an order's UUID"
+		p.Status, p.Detail = http.StatusBadRequest, "query parameter orderId must be one order's UUID"
 	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
 		p.Status, p.Title = 499, "Client closed request"
 	default:

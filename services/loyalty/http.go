@@ -6,13 +6,13 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"net/url"
 	"time"
 
 	"github.com/go-chi/chi/v5"
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/orderflow/orderflow/pkg/events/contract"
 	"github.com/orderflow/orderflow/pkg/events/correlation"
 	"github.com/orderflow/orderflow/pkg/httpserver"
 	"github.com/orderflow/orderflow/services/loyalty/internal/loyaltydb"
@@ -54,17 +54,16 @@ type pendingJSON struct {
 
 // handlePointsGet serves GET /customers/{customerId}/points. A customer
 // loyalty has never heard of has 0 points and no awards, like any new
-// customer: the answer is 200, not 404. The points are the sum of the
-// awards listed, read in one query, so they always add up.
+// customer: the answer is 200, not 404. A {customerId} no order could
+// carry (contract.CustomerID: NUL, invalid UTF-8, over 64 characters) is
+// a 422 naming it; one that is not valid percent-encoding a 400. The
+// points are the sum of the awards listed, read in one query, so they
+// always add up.
 func (s *api) handlePointsGet(w http.ResponseWriter, r *http.Request) {
-	customerID := chi.URLParam(r, "customerId")
-	if r.URL.RawPath != "" { // chi matched the escaped path
-		id, err := url.PathUnescape(customerID)
-		if err != nil {
-			httpserver.WriteProblem(w, r, httpserver.Problem{Status: http.StatusBadRequest, Detail: "malformed customer id"})
-			return
-		}
-		customerID = id
+	customerID, err := httpserver.PathValue(r, "customerId", contract.CustomerID.Check)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
 	}
 	rows, err := loyaltydb.New(s.pool).ListAwards(r.Context(), customerID)
 	if err != nil {
@@ -88,7 +87,10 @@ func (s *api) handlePointsGet(w http.ResponseWriter, r *http.Request) {
 // are logged: the rest are the client's to see.
 func (s *api) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	var p httpserver.Problem
+	var in *httpserver.InputError
 	switch {
+	case errors.As(err, &in):
+		p = in.Problem()
 	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
 		p.Status, p.Title = 499, "Client closed request"
 	default:

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"mime"
 	"net/http"
@@ -16,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/orderflow/orderflow/pkg/events/contract"
 	"github.com/orderflow/orderflow/pkg/events/correlation"
 	"github.com/orderflow/orderflow/pkg/events/outbox"
 	"github.com/orderflow/orderflow/pkg/httpserver"
@@ -104,6 +104,11 @@ func newOrderDetailJSON(o Order) orderDetailJSON {
 	return d
 }
 
+// errNotUUID is a path {id} that no order can have. It answers 404, as an
+// unknown order does: whatever bytes it holds (NUL, invalid UTF-8, a
+// thousand of them) it never reaches the database.
+var errNotUUID = errors.New("not a UUID")
+
 // IdempotencyKeyHeader names the request header that makes POST /orders safe
 // to retry.
 const IdempotencyKeyHeader = "Idempotency-Key"
@@ -117,28 +122,30 @@ const IdempotencyKeyHeader = "Idempotency-Key"
 // "Idempotent-Replayed: true"; the key with a different request answers 422.
 func (s *api) handleOrderCreate(w http.ResponseWriter, r *http.Request) {
 	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
-		s.writeError(w, r, &inputError{status: http.StatusUnsupportedMediaType, detail: "Content-Type must be application/json"})
+		s.writeError(w, r, errNotJSON)
 		return
 	}
+	// The key is stored as text, and Go's server passes on header bytes
+	// 0x80 to 0xFF: without the text check, invalid UTF-8 would fail the
+	// insert (a 500).
 	key, hasKey := r.Header[IdempotencyKeyHeader]
-	if hasKey && (len(key) != 1 || key[0] == "" || len(key[0]) > maxIdempotencyKey) {
-		s.writeError(w, r, &inputError{status: http.StatusBadRequest,
-			detail: fmt.Sprintf("%s must be one value of 1 to %d bytes", IdempotencyKeyHeader, maxIdempotencyKey)})
+	if hasKey && (len(key) != 1 || key[0] == "" || len(key[0]) > maxIdempotencyKey || contract.CheckText(key[0]) != nil) {
+		s.writeError(w, r, httpserver.BadRequest(fmt.Sprintf(
+			"%s must be one value of 1 to %d bytes of text (UTF-8, no control characters)", IdempotencyKeyHeader, maxIdempotencyKey)))
 		return
 	}
-	body, err := readBody(w, r, maxBodyBytes)
+	body, err := httpserver.ReadBody(w, r, maxBodyBytes)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
 	req, fieldErrs, err := decodeOrderRequest(body)
 	if err != nil {
-		s.writeError(w, r, &inputError{status: http.StatusBadRequest, detail: err.Error()})
+		s.writeError(w, r, err)
 		return
 	}
 	if len(fieldErrs) > 0 {
-		s.writeError(w, r, &inputError{status: http.StatusUnprocessableEntity,
-			detail: "the order breaks the rules listed in errors", fields: fieldErrs})
+		s.writeError(w, r, httpserver.Invalid("the order breaks the rules listed in errors", fieldErrs))
 		return
 	}
 
@@ -162,7 +169,7 @@ func (s *api) handleOrderCreate(w http.ResponseWriter, r *http.Request) {
 func (s *api) handleOrderGet(w http.ResponseWriter, r *http.Request) {
 	id, err := uuid.Parse(chi.URLParam(r, "id"))
 	if err != nil {
-		s.writeError(w, r, ErrNotFound)
+		s.writeError(w, r, errNotUUID)
 		return
 	}
 	o, err := s.store.Order(r.Context(), id)
@@ -185,28 +192,27 @@ func (s *api) handleOrderGet(w http.ResponseWriter, r *http.Request) {
 func (s *api) handleOrderCancel(w http.ResponseWriter, r *http.Request) {
 	id, err := uuid.Parse(chi.URLParam(r, "id"))
 	if err != nil {
-		s.writeError(w, r, ErrNotFound)
+		s.writeError(w, r, errNotUUID)
 		return
 	}
-	body, err := readBody(w, r, maxCancelBodyBytes)
+	body, err := httpserver.ReadBody(w, r, maxCancelBodyBytes)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
 	if len(bytes.TrimSpace(body)) > 0 {
 		if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
-			s.writeError(w, r, &inputError{status: http.StatusUnsupportedMediaType, detail: "Content-Type must be application/json"})
+			s.writeError(w, r, errNotJSON)
 			return
 		}
 	}
 	reason, fieldErrs, err := decodeCancelRequest(body)
 	if err != nil {
-		s.writeError(w, r, &inputError{status: http.StatusBadRequest, detail: err.Error()})
+		s.writeError(w, r, err)
 		return
 	}
 	if len(fieldErrs) > 0 {
-		s.writeError(w, r, &inputError{status: http.StatusUnprocessableEntity,
-			detail: "the cancellation breaks the rules listed in errors", fields: fieldErrs})
+		s.writeError(w, r, httpserver.Invalid("the cancellation breaks the rules listed in errors", fieldErrs))
 		return
 	}
 	o, err := s.store.cancelOrder(r.Context(), id, reason)
@@ -217,33 +223,14 @@ func (s *api) handleOrderCancel(w http.ResponseWriter, r *http.Request) {
 	httpserver.WriteJSON(w, http.StatusAccepted, newOrderDetailJSON(o))
 }
 
-// readBody reads the request body, refusing one over limit bytes with 413.
-func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
-	if err != nil {
-		if errors.As(err, new(*http.MaxBytesError)) {
-			return nil, &inputError{status: http.StatusRequestEntityTooLarge,
-				detail: fmt.Sprintf("the body must not exceed %d bytes", limit)}
-		}
-		return nil, &inputError{status: http.StatusBadRequest, detail: "reading the body: " + err.Error()}
-	}
-	return body, nil
-}
-
-// inputError is a request the handler refuses before it reaches the store.
-type inputError struct {
-	status int
-	detail string
-	fields []httpserver.FieldError
-}
-
-func (e *inputError) Error() string { return e.detail }
+// errNotJSON refuses a body of another content type.
+var errNotJSON = &httpserver.InputError{Status: http.StatusUnsupportedMediaType, Detail: "Content-Type must be application/json"}
 
 // Problem types (RFC 9457) of the two kinds of 422, so clients can tell
 // them apart, and of the 409 of a cancel that comes too late. The others
 // are "about:blank": their status says it all.
 const (
-	ProblemValidation          = "urn:orderflow:problem:validation-failed"
+	ProblemValidation          = httpserver.ProblemValidation
 	ProblemIdempotencyConflict = "urn:orderflow:problem:idempotency-key-reused"
 	ProblemNotCancellable      = "urn:orderflow:problem:order-not-cancellable"
 )
@@ -252,13 +239,12 @@ const (
 // are logged: the rest are the client's to see.
 func (s *api) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	var p httpserver.Problem
-	var in *inputError
+	var in *httpserver.InputError
 	switch {
 	case errors.As(err, &in):
-		p.Status, p.Detail, p.Errors = in.status, in.detail, in.fields
-		if in.status == http.StatusUnprocessableEntity {
-			p.Type, p.Title = ProblemValidation, "Validation failed"
-		}
+		p = in.Problem()
+	case errors.Is(err, errNotUUID):
+		p.Status, p.Detail = http.StatusNotFound, "no order has this id: an order id is a UUID"
 	case errors.Is(err, ErrNotFound):
 		p.Status, p.Detail = http.StatusNotFound, "no order has this id"
 	case errors.Is(err, ErrShipped):

@@ -4,36 +4,33 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"net/mail"
-	"slices"
 	"strconv"
-	"unicode/utf8"
 
+	"github.com/orderflow/orderflow/pkg/events/contract"
 	"github.com/orderflow/orderflow/pkg/httpserver"
 )
 
-// Limits of POST /orders, from DESIGN "Business rules" (sku and payment
-// token lengths are ours).
+// Limits of POST /orders, from DESIGN "Business rules". The string
+// fields' rules (lengths, email, currency, text without control
+// characters) are the contract's Fields, the one place that knows what the
+// event schemas accept.
 const (
-	maxBodyBytes         = 64 << 10
-	minItems, maxItems   = 1, 100
-	minQuantity          = 1
-	maxQuantity          = 1000
-	minUnitPriceCents    = 1
-	maxUnitPriceCents    = 10_000_000
-	maxCustomerIDChars   = 64
-	maxSKUChars          = 64
-	maxEmailChars        = 254 // RFC 5321 path limit
-	maxPaymentTokenChars = 128
-	maxIdempotencyKey    = 255
+	maxBodyBytes       = 64 << 10
+	minItems, maxItems = 1, 100
+	minQuantity        = 1
+	maxQuantity        = 1000
+	minUnitPriceCents  = 1
+	maxUnitPriceCents  = 10_000_000
+	maxIdempotencyKey  = 255
 
 	// POST /orders/{id}/cancel: 4 KiB holds any reason of 200 characters,
 	// even with every one \u-escaped.
-	maxCancelBodyBytes   = 4 << 10
-	maxCancelReasonChars = 200
+	maxCancelBodyBytes = 4 << 10
 )
+
+// maxCancelReasonChars is the longest reason a cancel takes.
+var maxCancelReasonChars = contract.CancelReason.MaxChars()
 
 // orderRequest is a decoded, valid POST /orders body. Its JSON encoding is
 // canonical (fixed field order, no insignificant whitespace), which is what
@@ -82,38 +79,23 @@ var (
 )
 
 // decodeOrderRequest parses and validates a POST /orders body. It is pure, so
-// it can be fuzzed. The error is for a body that is not one JSON object of
-// known fields (HTTP 400); the field errors list every field that breaks a
-// rule (HTTP 422), in document order. The request is only meaningful when
-// both are empty.
+// it can be fuzzed. The error, a 400 *httpserver.InputError, is for a body
+// that is not Unicode text or not one JSON object; the field errors list
+// every field that breaks a rule (HTTP 422), in document order. The request
+// is only meaningful when both are empty.
 func decodeOrderRequest(body []byte) (orderRequest, []httpserver.FieldError, error) {
 	var req orderRequest
-	// json.Unmarshal checks the whole input first, so trailing data is a
-	// syntax error too. Fields are decoded one by one below, so that a field
-	// of the wrong type is reported with its name beside the others.
-	var top map[string]json.RawMessage
-	if err := json.Unmarshal(body, &top); err != nil {
-		return req, nil, malformed(err, "the body must be a JSON object")
+	// Fields are decoded one by one, so that a field of the wrong type is
+	// reported with its name beside the others.
+	top, err := httpserver.DecodeObject(body)
+	if err != nil {
+		return req, nil, err
 	}
-	if top == nil {
-		return req, nil, errors.New("the body must be a JSON object, not null")
-	}
-	var errs []httpserver.FieldError
+	errs := httpserver.UnknownFields(top, orderFields, "")
 	bad := func(field, msg string) { errs = append(errs, httpserver.FieldError{Field: field, Message: msg}) }
-	unknownFields(top, orderFields, "", bad)
 
-	var ok bool
-	if req.CustomerID, ok = decodeString(top["customerId"]); !ok {
-		bad("customerId", "must be a string")
-	} else if n := utf8.RuneCountInString(req.CustomerID); n < 1 || n > maxCustomerIDChars {
-		bad("customerId", fmt.Sprintf("must be 1 to %d characters", maxCustomerIDChars))
-	}
-
-	if req.Email, ok = decodeString(top["email"]); !ok {
-		bad("email", "must be a string")
-	} else if !validEmail(req.Email) {
-		bad("email", "must be an email address like name@example.com")
-	}
+	req.CustomerID = decodeField(top, "customerId", contract.CustomerID, bad)
+	req.Email = decodeField(top, "email", contract.Email, bad)
 
 	var rawItems []json.RawMessage
 	if err := json.Unmarshal(orNull(top["items"]), &rawItems); err != nil {
@@ -125,18 +107,8 @@ func decodeOrderRequest(body []byte) (orderRequest, []httpserver.FieldError, err
 		req.Items = append(req.Items, decodeItem(raw, "items["+strconv.Itoa(i)+"]", bad))
 	}
 
-	if req.Currency, ok = decodeString(top["currency"]); !ok {
-		bad("currency", "must be a string")
-	} else if !validCurrency(req.Currency) {
-		bad("currency", "must be an ISO 4217 code: 3 upper-case letters")
-	}
-
-	if req.PaymentToken, ok = decodeString(top["paymentToken"]); !ok {
-		bad("paymentToken", "must be a string")
-	} else if n := utf8.RuneCountInString(req.PaymentToken); n < 1 || n > maxPaymentTokenChars {
-		bad("paymentToken", fmt.Sprintf("must be 1 to %d characters", maxPaymentTokenChars))
-	}
-
+	req.Currency = decodeField(top, "currency", contract.Currency, bad)
+	req.PaymentToken = decodeField(top, "paymentToken", contract.PaymentToken, bad)
 	return req, errs, nil
 }
 
@@ -148,27 +120,15 @@ func decodeCancelRequest(body []byte) (string, []httpserver.FieldError, error) {
 	if len(bytes.TrimSpace(body)) == 0 {
 		return reasonCustomerRequest, nil, nil
 	}
-	var top map[string]json.RawMessage
-	if err := json.Unmarshal(body, &top); err != nil {
-		return "", nil, malformed(err, "the body must be a JSON object")
+	top, err := httpserver.DecodeObject(body)
+	if err != nil {
+		return "", nil, err
 	}
-	if top == nil {
-		return "", nil, errors.New("the body must be a JSON object, not null")
-	}
-	var errs []httpserver.FieldError
+	errs := httpserver.UnknownFields(top, cancelFields, "")
 	bad := func(field, msg string) { errs = append(errs, httpserver.FieldError{Field: field, Message: msg}) }
-	unknownFields(top, cancelFields, "", bad)
-
 	reason := reasonCustomerRequest
 	if raw := top["reason"]; raw != nil && string(raw) != "null" {
-		s, ok := decodeString(raw)
-		if !ok {
-			bad("reason", "must be a string")
-		} else if n := utf8.RuneCountInString(s); n < 1 || n > maxCancelReasonChars {
-			bad("reason", fmt.Sprintf("must be 1 to %d characters, or left out for %s", maxCancelReasonChars, reasonCustomerRequest))
-		} else {
-			reason = s
-		}
+		reason = decodeField(top, "reason", contract.CancelReason, bad)
 	}
 	return reason, errs, nil
 }
@@ -181,13 +141,11 @@ func decodeItem(raw json.RawMessage, path string, bad func(field, msg string)) o
 		bad(path, "must be an object")
 		return it
 	}
-	unknownFields(m, itemFields, path+".", bad)
-	var ok bool
-	if it.SKU, ok = decodeString(m["sku"]); !ok {
-		bad(path+".sku", "must be a string")
-	} else if n := utf8.RuneCountInString(it.SKU); n < 1 || n > maxSKUChars {
-		bad(path+".sku", fmt.Sprintf("must be 1 to %d characters", maxSKUChars))
+	for _, fe := range httpserver.UnknownFields(m, itemFields, path+".") {
+		bad(fe.Field, fe.Message)
 	}
+	it.SKU = decodeField(m, "sku", contract.SKU, func(field, msg string) { bad(path+"."+field, msg) })
+	var ok bool
 	if it.Quantity, ok = decodeInt(m["quantity"]); !ok || it.Quantity < minQuantity || it.Quantity > maxQuantity {
 		bad(path+".quantity", fmt.Sprintf("must be an integer from %d to %d", minQuantity, maxQuantity))
 	}
@@ -197,20 +155,17 @@ func decodeItem(raw json.RawMessage, path string, bad func(field, msg string)) o
 	return it
 }
 
-// unknownFields reports each key not in known, in sorted order. Keys match
-// exactly, unlike encoding/json's case-insensitive struct matching: a
-// misspelt field must not be silently ignored.
-func unknownFields(m map[string]json.RawMessage, known []string, prefix string, bad func(field, msg string)) {
-	var unknown []string
-	for k := range m {
-		if !slices.Contains(known, k) {
-			unknown = append(unknown, k)
-		}
+// decodeField decodes the string member name of m and checks it by its
+// contract rule; a failure goes to bad under name. The value is returned
+// even when it fails, for the caller to drop with the request.
+func decodeField(m map[string]json.RawMessage, name string, rule contract.Field, bad func(field, msg string)) string {
+	s, ok := decodeString(m[name])
+	if !ok {
+		bad(name, "must be a string")
+	} else if err := rule.Check(s); err != nil {
+		bad(name, err.Error())
 	}
-	slices.Sort(unknown)
-	for _, k := range unknown {
-		bad(prefix+k, "is not a known field")
-	}
+	return s
 }
 
 // decodeString decodes a JSON string; a missing or null field is "".
@@ -233,40 +188,4 @@ func orNull(raw json.RawMessage) json.RawMessage {
 		return json.RawMessage("null")
 	}
 	return raw
-}
-
-// validEmail accepts a bare RFC 5322 address ("a@example.com"), not the
-// display-name form ("A <a@example.com>") nor anything ParseAddress would
-// rewrite.
-func validEmail(s string) bool {
-	if s == "" || len(s) > maxEmailChars {
-		return false
-	}
-	addr, err := mail.ParseAddress(s)
-	return err == nil && addr.Name == "" && addr.Address == s
-}
-
-func validCurrency(s string) bool {
-	if len(s) != 3 {
-		return false
-	}
-	for i := range len(s) {
-		if s[i] < 'A' || s[i] > 'Z' {
-			return false
-		}
-	}
-	return true
-}
-
-// malformed turns a JSON error into a short client-facing reason.
-func malformed(err error, typeMsg string) error {
-	var syn *json.SyntaxError
-	switch {
-	case errors.As(err, &syn):
-		return fmt.Errorf("malformed JSON at byte %d: %v", syn.Offset, syn)
-	case errors.As(err, new(*json.UnmarshalTypeError)):
-		return errors.New(typeMsg)
-	default:
-		return fmt.Errorf("malformed JSON: %v", err)
-	}
 }

@@ -2,37 +2,34 @@ package warehouse
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
-	"net/url"
-	"slices"
 	"strconv"
 	"time"
-	"unicode/utf8"
 
 	"github.com/go-chi/chi/v5"
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/orderflow/orderflow/pkg/events/contract"
 	"github.com/orderflow/orderflow/pkg/events/correlation"
 	"github.com/orderflow/orderflow/pkg/httpserver"
 	"github.com/orderflow/orderflow/services/warehouse/internal/warehousedb"
 )
 
-// Limits of PUT /inventory/{sku}. SKUs are at most 64 characters, as
-// POST /orders accepts them.
+// Limits of PUT /inventory/{sku}. A SKU follows contract.SKU, as POST
+// /orders takes it. A billion units is more than any shelf holds and far
+// from overflowing the bigint that cancelled picks add their units back to.
 const (
 	maxStockBodyBytes = 4 << 10
-	maxSKUChars       = 64
+	maxAvailable      = 1_000_000_000
 )
 
 // ProblemValidation is the problem type (RFC 9457) of a 422.
-const ProblemValidation = "urn:orderflow:problem:validation-failed"
+const ProblemValidation = httpserver.ProblemValidation
 
 // api is the warehouse HTTP API: each order's shipment and each SKU's
 // stock, for people and tests, and seeding a SKU's stock.
@@ -119,9 +116,10 @@ func (s *api) handleShipmentGet(w http.ResponseWriter, r *http.Request) {
 }
 
 // handleInventoryGet serves GET /inventory/{sku}. A SKU warehouse has not
-// seen yet has the default stock, none reserved.
+// seen yet has the default stock, none reserved; a {sku} no order could
+// carry (contract.SKU) is a 422 naming it.
 func (s *api) handleInventoryGet(w http.ResponseWriter, r *http.Request) {
-	sku, err := skuParam(r)
+	sku, err := httpserver.PathValue(r, "sku", contract.SKU.Check)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -135,36 +133,28 @@ func (s *api) handleInventoryGet(w http.ResponseWriter, r *http.Request) {
 }
 
 // handleInventoryPut serves PUT /inventory/{sku} with {"available": n}:
-// the SKU's available units become n (n >= 0); units reserved by scheduled
-// picks stay reserved. 200 with the stock as GET answers it; 400 for a body
-// that is not a JSON object, 413 over 4 KiB, 422 naming each bad field.
+// the SKU's available units become n (0 to 1,000,000,000); units reserved
+// by scheduled picks stay reserved. 200 with the stock as GET answers it;
+// 400 for a body that is not Unicode text or not a JSON object, 413 over
+// 4 KiB, 422 naming each bad field, the {sku} included. Only a 200 writes.
 func (s *api) handleInventoryPut(w http.ResponseWriter, r *http.Request) {
-	sku, err := skuParam(r)
+	sku, skuErrs, err := httpserver.PathField(r, "sku", contract.SKU.Check)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxStockBodyBytes))
+	body, err := httpserver.ReadBody(w, r, maxStockBodyBytes)
 	if err != nil {
-		if errors.As(err, new(*http.MaxBytesError)) {
-			s.writeError(w, r, &inputError{status: http.StatusRequestEntityTooLarge,
-				detail: fmt.Sprintf("the body must not exceed %d bytes", maxStockBodyBytes)})
-			return
-		}
-		s.writeError(w, r, &inputError{status: http.StatusBadRequest, detail: "reading the body: " + err.Error()})
+		s.writeError(w, r, err)
 		return
 	}
 	available, fieldErrs, err := decodeStockRequest(body)
 	if err != nil {
-		s.writeError(w, r, &inputError{status: http.StatusBadRequest, detail: err.Error()})
+		s.writeError(w, r, err)
 		return
 	}
-	if n := utf8.RuneCountInString(sku); n > maxSKUChars {
-		fieldErrs = append([]httpserver.FieldError{{Field: "sku", Message: fmt.Sprintf("must be 1 to %d characters", maxSKUChars)}}, fieldErrs...)
-	}
-	if len(fieldErrs) > 0 {
-		s.writeError(w, r, &inputError{status: http.StatusUnprocessableEntity,
-			detail: "the stock breaks the rules listed in errors", fields: fieldErrs})
+	if fieldErrs = append(skuErrs, fieldErrs...); len(fieldErrs) > 0 {
+		s.writeError(w, r, httpserver.Invalid("the stock breaks the rules listed in errors", fieldErrs))
 		return
 	}
 	var inv inventoryJSON
@@ -192,72 +182,36 @@ func (s *api) inventory(ctx context.Context, db warehousedb.DBTX, sku string) (i
 	return inventoryJSON{SKU: sku, Available: row.Available, Reserved: row.Reserved}, nil
 }
 
-// skuParam returns the {sku} path segment, percent-decoded: chi matches
-// the escaped path when the request has one, so "A%2FB" is the SKU "A/B".
-func skuParam(r *http.Request) (string, error) {
-	sku := chi.URLParam(r, "sku")
-	if r.URL.RawPath == "" {
-		return sku, nil
-	}
-	sku, err := url.PathUnescape(sku)
-	if err != nil {
-		return "", &inputError{status: http.StatusBadRequest, detail: "the SKU in the path is not valid percent-encoding"}
-	}
-	return sku, nil
-}
-
 var stockFields = []string{"available"}
 
-// decodeStockRequest parses a PUT /inventory/{sku} body. The error is for
-// a body that is not one JSON object (HTTP 400); the field errors list
-// every field that breaks a rule (HTTP 422).
+// decodeStockRequest parses a PUT /inventory/{sku} body. The error, a 400
+// *httpserver.InputError, is for a body that is not Unicode text or not
+// one JSON object; the field errors list every field that breaks a rule
+// (HTTP 422).
 func decodeStockRequest(body []byte) (int64, []httpserver.FieldError, error) {
-	var top map[string]json.RawMessage
-	if err := json.Unmarshal(body, &top); err != nil {
-		return 0, nil, fmt.Errorf("the body must be a JSON object: %v", err)
+	top, err := httpserver.DecodeObject(body)
+	if err != nil {
+		return 0, nil, err
 	}
-	if top == nil {
-		return 0, nil, errors.New("the body must be a JSON object, not null")
-	}
-	var errs []httpserver.FieldError
-	var unknown []string
-	for k := range top {
-		if !slices.Contains(stockFields, k) {
-			unknown = append(unknown, k)
-		}
-	}
-	slices.Sort(unknown)
-	for _, k := range unknown {
-		errs = append(errs, httpserver.FieldError{Field: k, Message: "is not a field of the stock (want only available)"})
-	}
+	errs := httpserver.UnknownFields(top, stockFields, "")
+	// ParseInt takes the JSON number as written: a fraction, an exponent or
+	// a string fails, where json.Unmarshal would round 1e3 into an int.
 	n, err := strconv.ParseInt(string(top["available"]), 10, 64)
-	if err != nil || n < 0 {
-		errs = append([]httpserver.FieldError{{Field: "available", Message: "must be an integer of at least 0"}}, errs...)
+	if err != nil || n < 0 || n > maxAvailable {
+		errs = append([]httpserver.FieldError{{Field: "available",
+			Message: fmt.Sprintf("must be an integer from 0 to %d", maxAvailable)}}, errs...)
 	}
 	return n, errs, nil
 }
-
-// inputError is a request the handler refuses before it reaches the
-// database.
-type inputError struct {
-	status int
-	detail string
-	fields []httpserver.FieldError
-}
-
-func (e *inputError) Error() string { return e.detail }
 
 // writeError answers err as application/problem+json. Only server errors
 // are logged: the rest are the client's to see.
 func (s *api) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	var p httpserver.Problem
-	var in *inputError
+	var in *httpserver.InputError
 	switch {
 	case errors.As(err, &in):
-		p.Status, p.Detail, p.Errors = in.status, in.detail, in.fields
-		if in.status == http.StatusUnprocessableEntity {
-			p.Type, p.Title = ProblemValidation, "Validation failed"
-		}
+		p = in.Problem()
 	case errors.Is(err, ErrNotFound):
 		p.Status, p.Detail = http.StatusNotFound, "warehouse has no shipment for this order"
 	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
