@@ -6,10 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/orderflow/orderflow/pkg/events/consumer"
 	"github.com/orderflow/orderflow/pkg/events/contract"
@@ -40,14 +41,15 @@ const (
 	flakyFailures = 2
 )
 
-// errGatewayUnavailable is tok_flaky's transient failure; the consumer
-// retries the record.
+// errGatewayUnavailable is tok_flaky's transient failure: a handler error
+// (not the infrastructure's), so each one spends one of the consumer's
+// attempts and the record is retried.
 var errGatewayUnavailable = errors.New("payment gateway temporarily unavailable")
 
 // handler applies the events payments consumes.
 type handler struct {
-	pool            *pgxpool.Pool
 	outbox          *outbox.Outbox
+	flaky           *flakyGateway
 	fraudLimitCents int64
 	log             *slog.Logger
 }
@@ -116,12 +118,9 @@ func (h *handler) orderPlaced(ctx context.Context, tx pgx.Tx, ev *contract.Order
 		status, reason = statusFailed, reasonFraud
 	case ev.PaymentToken == tokenVisa:
 	case ev.PaymentToken == tokenFlaky:
-		n, err := h.countFlakyAttempt(ctx, orderID)
+		n, err := h.flaky.charge(orderID, time.Now())
 		if err != nil {
-			return err
-		}
-		if n <= flakyFailures {
-			return fmt.Errorf("charge order %s, attempt %d: %w", ev.OrderID, n, errGatewayUnavailable)
+			return fmt.Errorf("charge order %s, attempt %d: %w", ev.OrderID, n, err)
 		}
 		attempts = n
 	default: // tok_declined and any token the gateway does not know
@@ -179,15 +178,63 @@ func (h *handler) orderPlaced(ctx context.Context, tx pgx.Tx, ev *contract.Order
 	return nil
 }
 
-// countFlakyAttempt counts one tok_flaky charge attempt in its own
-// transaction on the pool, so the count survives the rollback of the
-// handler's failing transaction.
-func (h *handler) countFlakyAttempt(ctx context.Context, orderID uuid.UUID) (int32, error) {
-	n, err := paymentsdb.New(h.pool).CountFlakyAttempt(ctx, orderID)
-	if err != nil {
-		return 0, fmt.Errorf("count flaky attempt: %w", err)
+// flakyGateway is the fake gateway's memory for tok_flaky, which fails
+// the first flakyFailures charges of an order and then succeeds (DESIGN).
+//
+// It keeps the count in the process, not in the database. The handler
+// runs in the consumer's transaction, and a failed attempt rolls that back
+// with any count written in it; a count written on a second pool
+// connection made every flaky handler hold one connection while waiting
+// for another, so as many flaky charges in hand as the pool has
+// connections waited on each other for ever. In memory the count needs no
+// connection and outlives the rollbacks. It counts failures, not calls: a
+// success that was rolled back anyway (a later record of its batch
+// failed, the commit failed) is charged again and succeeds, so the
+// consumer sees each order fail twice and succeed on its third attempt.
+// What it does not outlive is a restart, or the order's partition moving
+// to another instance: there the order fails twice more, and the new
+// owner's retries (its attempt count is per process too) absorb it. An
+// order is forgotten flakyForget after its last failure, long after its
+// retries ended (the consumer's MaxRetryTime is 30 s).
+type flakyGateway struct {
+	mu     sync.Mutex
+	failed map[uuid.UUID]flakyFailed
+	pruned time.Time
+}
+
+// flakyFailed is how many charges of an order failed, the last when.
+type flakyFailed struct {
+	n    int32
+	last time.Time
+}
+
+// flakyForget is how long an order's failures are remembered.
+const flakyForget = 10 * time.Minute
+
+func newFlakyGateway() *flakyGateway {
+	return &flakyGateway{failed: map[uuid.UUID]flakyFailed{}}
+}
+
+// charge charges orderID at now: it returns the charge's attempt number,
+// and errGatewayUnavailable for each of the first flakyFailures.
+func (g *flakyGateway) charge(orderID uuid.UUID, now time.Time) (int32, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if now.Sub(g.pruned) > time.Minute {
+		for id, f := range g.failed {
+			if now.Sub(f.last) > flakyForget {
+				delete(g.failed, id)
+			}
+		}
+		g.pruned = now
 	}
-	return n, nil
+	f := g.failed[orderID]
+	if f.n >= flakyFailures {
+		return f.n + 1, nil
+	}
+	f.n, f.last = f.n+1, now
+	g.failed[orderID] = f
+	return f.n, errGatewayUnavailable
 }
 
 // cancel handles OrderCancelled and StockUnavailable: a captured payment is

@@ -97,7 +97,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		Topics:     []string{contract.TopicOrders, contract.TopicWarehouse},
 		Events:     handled,
 		Setup: func(d service.Deps) (service.Parts, error) {
-			h := &handler{pool: d.Pool, outbox: d.Outbox, fraudLimitCents: cfg.FraudLimitCents, log: d.Log}
+			h := &handler{outbox: d.Outbox, flaky: newFlakyGateway(), fraudLimitCents: cfg.FraudLimitCents, log: d.Log}
 			api := &api{pool: d.Pool, log: d.Log}
 			return service.Parts{Handler: h.handle, Routes: api.routes}, nil
 		},

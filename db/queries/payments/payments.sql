@@ -20,9 +20,3 @@ SELECT * FROM order_flags WHERE order_id = $1;
 INSERT INTO order_flags (order_id, cancelled, cancel_reason)
 VALUES ($1, true, $2)
 ON CONFLICT (order_id) DO NOTHING;
-
--- name: CountFlakyAttempt :one
--- Counts one charge attempt and returns the count so far.
-INSERT INTO flaky_attempts (order_id, n) VALUES ($1, 1)
-ON CONFLICT (order_id) DO UPDATE SET n = flaky_attempts.n + 1
-RETURNING n;

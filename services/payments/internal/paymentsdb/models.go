@@ -10,11 +10,6 @@ import (
 	"github.com/google/uuid"
 )
 
-type FlakyAttempt struct {
-	OrderID uuid.UUID
-	N       int32
-}
-
 type OrderFlag struct {
 	OrderID      uuid.UUID
 	Cancelled    bool

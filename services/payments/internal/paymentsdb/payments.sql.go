@@ -11,20 +11,6 @@ import (
 	"github.com/google/uuid"
 )
 
-const countFlakyAttempt = `-- name: CountFlakyAttempt :one
-INSERT INTO flaky_attempts (order_id, n) VALUES ($1, 1)
-ON CONFLICT (order_id) DO UPDATE SET n = flaky_attempts.n + 1
-RETURNING n
-`
-
-// Counts one charge attempt and returns the count so far.
-func (q *Queries) CountFlakyAttempt(ctx context.Context, orderID uuid.UUID) (int32, error) {
-	row := q.db.QueryRow(ctx, countFlakyAttempt, orderID)
-	var n int32
-	err := row.Scan(&n)
-	return n, err
-}
-
 const flagCancelled = `-- name: FlagCancelled :exec
 INSERT INTO order_flags (order_id, cancelled, cancel_reason)
 VALUES ($1, true, $2)
