@@ -1,5 +1,5 @@
 // Package smtptest is an in-process SMTP server (emersion/go-smtp's) for
-// tests and benchmarks: it keeps every message it accepted and answers as a
+// tests, benchmarks and the chaos tool: it keeps every message it accepted and answers as a
 // test's Rule says, e.g. 451 for a while, or 550.
 package smtptest
 
@@ -42,18 +42,28 @@ type Server struct {
 // Start runs a server on a free local port until t ends.
 func Start(t testing.TB) *Server {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	s, stop, err := Serve("127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &Server{Addr: ln.Addr().String(), attempts: map[string]int{}}
+	t.Cleanup(stop)
+	return s
+}
+
+// Serve runs a server on addr ("127.0.0.1:0" picks a free port) until stop
+// is called, for programs (the chaos tool) rather than tests.
+func Serve(addr string) (s *Server, stop func(), err error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, nil, err
+	}
+	s = &Server{Addr: ln.Addr().String(), attempts: map[string]int{}}
 	srv := smtp.NewServer(smtp.BackendFunc(func(*smtp.Conn) (smtp.Session, error) { return &session{s: s}, nil }))
 	srv.Domain = "localhost"
 	srv.AllowInsecureAuth = true
 	srv.MaxMessageBytes = 1 << 20
 	go func() { _ = srv.Serve(ln) }()
-	t.Cleanup(func() { _ = srv.Close() })
-	return s
+	return s, func() { _ = srv.Close() }, nil
 }
 
 // SetRule sets how the server answers from now on.
