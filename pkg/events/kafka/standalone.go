@@ -146,7 +146,7 @@ func parseFault(requests, code string) (kfake.Fault, error) {
 	if code != "" {
 		n, err := strconv.ParseInt(code, 10, 16)
 		var ke *kerr.Error
-		if err != nil || !errors.As(kerr.ErrorForCode(int16(n)), &ke) {
+		if err != nil || !errors.As(kerr.ErrorForCode(int16(n)), &ke) || ke.Code != int16(n) {
 			return f, fmt.Errorf("code %q is not a Kafka error code", code)
 		}
 		f.Err = ke
