@@ -2,7 +2,11 @@ package httpserver
 
 import (
 	"encoding/json"
+	"log/slog"
 	"net/http"
+
+	"github.com/orderflow/orderflow/pkg/events/correlation"
+	"github.com/orderflow/orderflow/pkg/events/retry"
 )
 
 // Problem is an RFC 9457 problem details object, written by WriteProblem as
@@ -76,4 +80,26 @@ func write(w http.ResponseWriter, status int, contentType string, v any) {
 	h.Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(status)
 	_, _ = w.Write(append(b, '\n'))
+}
+
+// WriteServerError answers an error the server could not handle, logging
+// it with the request's correlation id, which the answer names: 503 with
+// Retry-After when the infrastructure failed (the database or a broker
+// away, a connection reset: package retry), since the same request will
+// likely succeed in a moment (a client resending an order should keep its
+// Idempotency-Key, as the first may have committed); 500 otherwise.
+func WriteServerError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
+	ctx := r.Context()
+	p := Problem{Status: http.StatusInternalServerError,
+		Detail: "the error is logged with this request's correlation id " + correlation.ID(ctx)}
+	if retry.Infrastructure(err) {
+		p.Status = http.StatusServiceUnavailable
+		p.Detail = "a database or broker this service needs did not answer; retry in a moment " +
+			"(with the same Idempotency-Key). " + p.Detail
+		w.Header().Set("Retry-After", "1")
+		log.WarnContext(ctx, "request failed: infrastructure unavailable", "method", r.Method, "path", r.URL.Path, "error", err)
+	} else {
+		log.ErrorContext(ctx, "request failed", "method", r.Method, "path", r.URL.Path, "error", err)
+	}
+	WriteProblem(w, r, p)
 }

@@ -16,7 +16,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/orderflow/orderflow/pkg/events/contract"
-	"github.com/orderflow/orderflow/pkg/events/correlation"
 	"github.com/orderflow/orderflow/pkg/events/outbox"
 	"github.com/orderflow/orderflow/pkg/httpserver"
 )
@@ -261,9 +260,8 @@ func (s *api) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		// The client went away and reads no answer; nginx's code for it.
 		p.Status, p.Title = 499, "Client closed request"
 	default:
-		s.log.ErrorContext(r.Context(), "request failed", "method", r.Method, "path", r.URL.Path, "error", err)
-		p.Status = http.StatusInternalServerError
-		p.Detail = "the error is logged with this request's correlation id " + correlation.ID(r.Context())
+		httpserver.WriteServerError(w, r, s.log, err)
+		return
 	}
 	httpserver.WriteProblem(w, r, p)
 }

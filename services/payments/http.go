@@ -12,7 +12,6 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/orderflow/orderflow/pkg/events/correlation"
 	"github.com/orderflow/orderflow/pkg/httpserver"
 	"github.com/orderflow/orderflow/services/payments/internal/paymentsdb"
 )
@@ -74,9 +73,8 @@ func (s *api) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
 		p.Status, p.Title = 499, "Client closed request"
 	default:
-		s.log.ErrorContext(r.Context(), "request failed", "method", r.Method, "path", r.URL.Path, "error", err)
-		p.Status = http.StatusInternalServerError
-		p.Detail = "the error is logged with this request's correlation id " + correlation.ID(r.Context())
+		httpserver.WriteServerError(w, r, s.log, err)
+		return
 	}
 	httpserver.WriteProblem(w, r, p)
 }
