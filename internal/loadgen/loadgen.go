@@ -87,6 +87,12 @@ type Config struct {
 	// Idempotency sends an Idempotency-Key (the correlation id) with
 	// every order.
 	Idempotency bool
+	// SKUs, when above 0, makes every order but the out-of-stock ones buy
+	// one of SKUs fixed SKUs ("load-sku-<n>", the same in every run), drawn
+	// uniformly: a hot set of stock rows, as the choreography benchmark
+	// wants (with WAREHOUSE_DEFAULT_STOCK raised to match). 0 rotates
+	// fresh SKUs so that none runs out of the default stock.
+	SKUs int
 	MaxInFlight int           // default max(DefaultMaxInFlight, 2·Rate)
 	Timeout     time.Duration // per request, answer included
 	// Out gets "<orderId>\t<outcome>\n" for every accepted order, nil
@@ -270,6 +276,7 @@ func (g *generator) seedOutOfStock(ctx context.Context) error {
 // ctx ends (then it returns ctx's error).
 func (g *generator) schedule(ctx context.Context) error {
 	plan := newPlanner(g.cfg.Seed, g.cfg.Mix, g.cfg.RunID, g.cfg.FraudLimitCents)
+	plan.skus = g.cfg.SKUs
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	// Requests outlive ctx so that an order accepted after it ended still

@@ -147,6 +147,7 @@ type planner struct {
 	runID      string
 	fraudLimit int64
 	rotating   int // orders placed on the rotating SKUs so far
+	skus       int // Config.SKUs
 }
 
 func newPlanner(seed uint64, mix Mix, runID string, fraudLimit int64) *planner {
@@ -198,8 +199,12 @@ func (p *planner) draw() Outcome {
 }
 
 // rotatingSKU is the SKU of the next order of the rotating set: skuWidth
-// in use at a time, each for skuOrders orders.
+// in use at a time, each for skuOrders orders; or one of the fixed set when
+// Config.SKUs says so.
 func (p *planner) rotatingSKU() string {
+	if p.skus > 0 {
+		return fmt.Sprintf("load-sku-%d", p.rng.IntN(p.skus))
+	}
 	k := p.rotating
 	p.rotating++
 	return fmt.Sprintf("load-%s-%d", p.runID, k%skuWidth+skuWidth*(k/(skuWidth*skuOrders)))
