@@ -72,8 +72,9 @@ func (c *Config) SetDefaults(name, httpAddr string) {
 // FromEnv reads the shared variables of DESIGN.md into a Config for the
 // named service: POSTGRES_URL, KAFKA_BROKERS (empty: the dev stack's
 // broker), OUTBOX_RETENTION (a Go duration or days, "7d"),
-// <NAME>_HTTP_ADDR (default httpAddr), and DATABASE_PREFIX (default
-// "orderflow_": the database is the prefix and the service's name). Problems are collected in e, so the
+// <NAME>_HTTP_ADDR (default httpAddr), DATABASE_PREFIX (default
+// "orderflow_": the database is the prefix and the service's name) and
+// POSTGRES_MAX_CONNS (the service pool's size; the relay adds 3). Problems are collected in e, so the
 // caller reports them with its own in one line.
 func FromEnv(e *config.Env, name, httpAddr string) Config {
 	c := Config{
@@ -88,6 +89,11 @@ func FromEnv(e *config.Env, name, httpAddr string) Config {
 			e.Reject("DATABASE_PREFIX", "lower-case letters, digits and _ only (e.g. orderflow_chaos_)")
 		}
 		c.Database = prefix + name
+	}
+	if n := e.Int("POSTGRES_MAX_CONNS", DefaultMaxConns); n < 1 || n > 1000 {
+		e.Reject("POSTGRES_MAX_CONNS", "want 1 to 1000 connections")
+	} else {
+		c.MaxConns = int32(n)
 	}
 	c.OutboxRetention = e.Duration("OUTBOX_RETENTION", DefaultOutboxRetention)
 	if c.OutboxRetention == 0 {

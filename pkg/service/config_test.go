@@ -75,9 +75,13 @@ func TestFromEnvDatabasePrefix(t *testing.T) {
 	if c := service.FromEnv(e, "payments", ":8081"); e.Err() != nil || c.Database != "orderflow_chaos_payments" {
 		t.Errorf("database %q, %v; want orderflow_chaos_payments", c.Database, e.Err())
 	}
-	e = config.FromLookup(lookup(map[string]string{"DATABASE_PREFIX": "Bad-Prefix"}))
+	e = config.FromLookup(lookup(map[string]string{"DATABASE_PREFIX": "Bad-Prefix", "POSTGRES_MAX_CONNS": "0"}))
 	service.FromEnv(e, "payments", ":8081")
-	if err := e.Err(); err == nil || !strings.Contains(err.Error(), "DATABASE_PREFIX") {
-		t.Errorf("bad prefix: %v", err)
+	if err := e.Err(); err == nil || !strings.Contains(err.Error(), "DATABASE_PREFIX") || !strings.Contains(err.Error(), "POSTGRES_MAX_CONNS") {
+		t.Errorf("bad prefix and pool size: %v", err)
+	}
+	e = config.FromLookup(lookup(map[string]string{"POSTGRES_MAX_CONNS": "6"}))
+	if c := service.FromEnv(e, "payments", ":8081"); e.Err() != nil || c.MaxConns != 6 {
+		t.Errorf("pool size %d, %v; want 6", c.MaxConns, e.Err())
 	}
 }
