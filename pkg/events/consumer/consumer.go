@@ -323,6 +323,12 @@ func (r *Runner) Run(ctx context.Context) error {
 		kgo.ConsumerGroup(r.group),
 		kgo.ConsumeTopics(r.cfg.Topics...),
 		kgo.Balancers(kgo.CooperativeStickyBalancer()),
+		// A member that died without leaving (kill -9, a lost host) holds
+		// its partitions until its session times out: 10 s rather than
+		// franz-go's 45 s, so a restarted instance takes them back soon.
+		// Heartbeats every second keep a live member well inside it.
+		kgo.SessionTimeout(10*time.Second),
+		kgo.HeartbeatInterval(time.Second),
 		kgo.DisableAutoCommit(),
 		// Assignment changes only between polls, so the poll loop always
 		// finds the goroutine of each partition it got records for.
