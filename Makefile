@@ -3,7 +3,7 @@ SHELL := /bin/bash
 GO    ?= go
 PKGS  := ./...
 
-.PHONY: run test generate check-generated bench deps up down check-services vet fmt
+.PHONY: run test generate check-generated bench chaos deps up down check-services vet fmt
 
 ## run: the whole system in one process (embedded Kafka unless KAFKA_BROKERS is set)
 run: check-services
@@ -27,6 +27,12 @@ check-generated:
 ## bench: the performance benchmarks (state the machine when you quote them)
 bench: check-services
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./bench/...
+
+## chaos: the system as processes under load, one fault after another, invariants checked after each
+## (a few minutes; SOAK=1: about 10,000 orders). Stops and restarts PostgreSQL and RabbitMQ: run it
+## after make test, never beside it.
+chaos: check-services
+	scripts/chaos $(if $(SOAK),-soak) $(if $(ONLY),-only $(ONLY))
 
 ## check-services: one line and the fix when PostgreSQL or RabbitMQ is missing
 check-services:
