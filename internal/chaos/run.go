@@ -43,6 +43,7 @@ type Settings struct {
 	PostgresURL      string        // the server
 	AMQPURL          string        //
 	Rate             float64       // orders per second while a scenario runs
+	BurstRate        float64       // orders per second of the bursts before a database fault
 	Lead, Tail       time.Duration // load before and after each fault
 	Hold             time.Duration // how long timed faults last
 	Converge         time.Duration // the most a scenario may take to converge
@@ -58,7 +59,7 @@ type Settings struct {
 // through every scenario.
 func Short() Settings {
 	return Settings{
-		Rate: 15, Lead: 3 * time.Second, Tail: 3 * time.Second, Hold: 8 * time.Second, Converge: 3 * time.Minute,
+		Rate: 15, BurstRate: 400, Lead: 3 * time.Second, Tail: 3 * time.Second, Hold: 8 * time.Second, Converge: 3 * time.Minute,
 		EmailRetryDelays: "2s,10s,30s,60s", ShipDelay: time.Second, AwardDelay: 3 * time.Second,
 		FraudLimitCents: loadgen.DefaultFraudLimitCents,
 	}
@@ -223,6 +224,25 @@ func (r *runner) scenario(ctx context.Context, sc scenario) result {
 		r.logf("    %s", d)
 	}
 	return res
+}
+
+// burst places Settings.BurstRate orders a second for two seconds, beside
+// the steady load, and returns at once when they are accepted: more than
+// the stack handles as they come, so records queue in every topic and the
+// fault that follows finds work in hand.
+func (r *runner) burst(ctx context.Context) error {
+	var accepted bytes.Buffer
+	sum, err := loadgen.Run(ctx, loadgen.Config{
+		OrdersURL: url("orders"), WarehouseURL: url("warehouse"), Rate: r.settings.BurstRate,
+		Duration: 2 * time.Second, FraudLimitCents: r.settings.FraudLimitCents, Out: &accepted, Timeout: 5 * time.Second,
+	})
+	if err != nil {
+		return err
+	}
+	orders := parseAccepted(accepted.Bytes())
+	r.expect.Orders = append(r.expect.Orders, orders...)
+	r.logf("  burst: %d orders accepted at %.0f/s", len(orders), sum.AcceptedRate)
+	return nil
 }
 
 // converge polls Check until the system converged, an invariant broke, or
