@@ -92,7 +92,7 @@ type Config struct {
 	// uniformly: a hot set of stock rows, as the choreography benchmark
 	// wants (with WAREHOUSE_DEFAULT_STOCK raised to match). 0 rotates
 	// fresh SKUs so that none runs out of the default stock.
-	SKUs int
+	SKUs        int
 	MaxInFlight int           // default max(DefaultMaxInFlight, 2·Rate)
 	Timeout     time.Duration // per request, answer included
 	// Out gets "<orderId>\t<outcome>\n" for every accepted order, nil
