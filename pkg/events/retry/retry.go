@@ -6,7 +6,8 @@
 // away or overloaded, not of the record or task in hand: a connection
 // refused, reset or closed, a server shutting down (SQLSTATE classes 08,
 // 57P, 53 and 58), a serialization failure or deadlock (40001, 40P01), a
-// network timeout, a retriable Kafka error, a closed AMQP channel. They
+// network timeout or a pool acquire timing out, a retriable Kafka error, a
+// closed AMQP channel. They
 // pass when the infrastructure returns, so a worker retries them with
 // capped backoff for as long as they last, spends none of the bounded
 // attempts on them and never dead-letters because of them: a PostgreSQL

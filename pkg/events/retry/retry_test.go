@@ -9,6 +9,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/orderflow/orderflow/internal/pgtest"
@@ -47,6 +48,26 @@ func TestInfrastructure(t *testing.T) {
 	_, notAccepting := pgx.Connect(ctx, url)
 	end()
 
+	// A pool whose one connection is taken: acquiring times out.
+	pcfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pcfg.MaxConns = 1
+	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	held, err := pool.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	actx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	_, acquireTimeout := pool.Acquire(actx)
+	cancel()
+	held.Release()
+
 	c = conn(t) // the outage ended the first one too
 	_, unique := c.Exec(ctx, "INSERT INTO t VALUES (1), (1)")
 	_, syntax := c.Exec(ctx, "SELEKT")
@@ -61,6 +82,7 @@ func TestInfrastructure(t *testing.T) {
 		{"session terminated (57P01)", terminated, true},
 		{"closed connection used again", afterTerminate, true},
 		{"database not accepting connections", notAccepting, true},
+		{"pool acquire timeout", acquireTimeout, true},
 		{"deadlock (40P01)", &pgconn.PgError{Code: "40P01"}, true},
 		{"serialization failure (40001)", &pgconn.PgError{Code: "40001"}, true},
 		{"too many clients (53300)", &pgconn.PgError{Code: "53300"}, true},
