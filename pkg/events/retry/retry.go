@@ -8,9 +8,9 @@
 // 57P, 53 and 58), a serialization failure or deadlock (40001, 40P01), a
 // network timeout or a pool acquire timing out, a retriable Kafka error, a
 // closed AMQP channel. They pass when the infrastructure returns, so a
-// worker retries them with capped backoff for as long as they last, spends none of the bounded
-// attempts on them and never dead-letters because of them: a PostgreSQL
-// restart must not empty a partition into its DLQ. Everything else (a
+// worker retries them with capped backoff for as long as they last, spends
+// none of the bounded attempts on them and never dead-letters because of
+// them: a PostgreSQL restart must not empty a partition into its DLQ. Everything else (a
 // handler's own error, a constraint violated, a panic, poison) spends
 // attempts and, when they run out, goes where the worker parks failures.
 //
