@@ -29,7 +29,7 @@ bench: check-services
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./bench/...
 
 ## chaos: the system as processes under load, one fault after another, invariants checked after each
-## (a few minutes; SOAK=1: about 10,000 orders). Stops and restarts PostgreSQL and RabbitMQ: run it
+## (about 5 minutes; SOAK=1: about 20,000 orders in 9). Stops and restarts PostgreSQL and RabbitMQ: run it
 ## after make test, never beside it.
 chaos: check-services
 	scripts/chaos $(if $(SOAK),-soak) $(if $(ONLY),-only $(ONLY))

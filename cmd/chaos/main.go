@@ -21,7 +21,7 @@ import (
 )
 
 func main() {
-	soak := flag.Bool("soak", false, "the long run: about 10,000 orders through every scenario")
+	soak := flag.Bool("soak", false, "the long run: about 20,000 orders through every scenario")
 	only := flag.String("only", "", "comma-separated scenarios to run (default all)")
 	dir := flag.String("dir", chaos.DefaultDir(), "run directory: binaries, logs, broker data")
 	flag.Parse()

@@ -55,7 +55,7 @@ type Settings struct {
 	Out              io.Writer // progress and the table
 }
 
-// Short is the form CI runs (a few minutes); Soak puts about 10,000 orders
+// Short is the form CI runs (about 5 minutes); Soak puts about 20,000 orders
 // through every scenario.
 func Short() Settings {
 	return Settings{
