@@ -309,6 +309,7 @@ func (r *Runner) processBatch(s *session, pc *partition, recs []*kgo.Record) (n 
 		}
 		return 0, nil, true
 	}
+	r.outage.Recovered() // the batch committed: the database answers
 	if errors.Is(failed, ErrBatchConflict) {
 		failed = nil // not a failure: the next batch starts with that record
 	}
