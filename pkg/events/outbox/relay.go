@@ -195,6 +195,9 @@ func (o *Outbox) acquire(ctx context.Context) (*lease, error) {
 		if l != nil {
 			return l, nil
 		}
+		if err == nil {
+			o.outage.Recovered() // the database answered; another instance leads
+		}
 		if err != nil && ctx.Err() == nil {
 			o.log.Warn("relay lease", "err", err)
 			if retry.Infrastructure(err) {
