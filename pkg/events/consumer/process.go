@@ -152,6 +152,7 @@ func (r *Runner) process(s *session, pc *partition, rec *kgo.Record, prior error
 				}
 			} else {
 				streak = 0
+				r.outage.Recovered() // the handler ran: the infrastructure answered
 				spent++
 				wait := r.backoff(spent)
 				if errors.Is(err, ErrPermanent) || spent >= r.cfg.MaxAttempts || time.Since(start)-waited+wait > r.cfg.MaxRetryTime {

@@ -251,8 +251,8 @@ func (w *Worker) handle(ctx context.Context, copies *copier, d *Delivery, crash 
 		}
 		err = w.run(hctx, d)
 	}
+	w.outage.Recovered() // whatever the handler says now, the infrastructure answered
 	if err == nil {
-		w.outage.Recovered()
 		if w.crashAfterHandle != nil && w.crashAfterHandle(d) {
 			crash()
 			return
