@@ -56,8 +56,11 @@ type Deps struct {
 
 // Parts are a service's own parts.
 type Parts struct {
-	// Handler applies consumed events; required when Spec.Topics is set.
+	// Handler applies consumed events one by one; Batch applies a whole
+	// batch with set-based statements (consumer.BatchHandler) and takes
+	// precedence. One is required when Spec.Topics is set.
 	Handler consumer.Handler
+	Batch   consumer.BatchHandler
 	// Prepare, when set, runs before the Handlers of a batch of records
 	// (consumer.Config.Prepare).
 	Prepare func(ctx context.Context, tx pgx.Tx, msgs []consumer.Message) error
@@ -142,7 +145,7 @@ func Run(ctx context.Context, cfg Config, spec Spec, log *slog.Logger) error {
 		return err
 	}
 
-	if len(spec.Topics) > 0 && parts.Handler == nil {
+	if len(spec.Topics) > 0 && parts.Handler == nil && parts.Batch == nil {
 		return errors.New(cfg.Name + ": consumes topics but has no handler")
 	}
 
@@ -181,6 +184,7 @@ func Run(ctx context.Context, cfg Config, spec Spec, log *slog.Logger) error {
 			Brokers:     cfg.Brokers,
 			Topics:      spec.Topics,
 			Handler:     parts.Handler,
+			Batch:       parts.Batch,
 			Events:      spec.Events,
 			Prepare:     parts.Prepare,
 			Pool:        pool,

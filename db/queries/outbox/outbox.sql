@@ -111,3 +111,13 @@ FROM bound b;
 -- name: RebaseCursor :exec
 -- After RebaseRows: every row at txid 1 is behind the cursor.
 UPDATE outbox_cursor SET txid = '1'::xid8, id = 9223372036854775807, updated_at = now();
+
+-- name: InsertEvents :exec
+-- InsertEvent for many rows in one statement. The set-returning functions
+-- in the select list yield the arrays' elements side by side and in order,
+-- so ids (and with them the relay's order within the transaction) follow
+-- the arrays.
+INSERT INTO outbox (event_id, topic, key, event_type, payload, correlation_id, traceparent, occurred_at)
+SELECT unnest(@event_ids::uuid[]), unnest(@topics::text[]), unnest(@keys::text[]), unnest(@event_types::text[]),
+       unnest(@payloads::text[])::json, unnest(@correlation_ids::text[]), unnest(@traceparents::text[]),
+       unnest(@occurred_ats::timestamptz[]);

@@ -121,6 +121,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/orderflow/orderflow/pkg/events/contract"
+	"github.com/orderflow/orderflow/pkg/events/correlation"
 	"github.com/orderflow/orderflow/pkg/events/inbox"
 	"github.com/orderflow/orderflow/pkg/events/internal/clock"
 	"github.com/orderflow/orderflow/pkg/events/retry"
@@ -131,6 +132,48 @@ import (
 // returned error rolls the transaction back; the record is retried unless
 // the error wraps ErrPermanent.
 type Handler func(ctx context.Context, tx pgx.Tx, msg Message) error
+
+// BatchHandler applies the fresh events of one batch, msgs in offset
+// order, in tx, the transaction that also records them in the inbox; the
+// order keys of msgs are locked already. It is the set-based way: one
+// statement per table for the whole batch, events written with one
+// outbox.Batch. It must not commit or roll back tx, and must take the
+// correlation id of each message from msg.Context, not from ctx.
+//
+// It returns nil, or a *RecordError naming the message that failed: the
+// transaction rolls back, the records before it are applied again and
+// committed without it, and it goes on alone as a record whose first
+// attempt failed (a RecordError wrapping ErrBatchConflict spends no
+// attempt: the next batch starts with it). Any other error rolls the batch
+// back and its records are handled one at a time, each a batch of one,
+// where every error is the record's. A handler that cannot tell which
+// message failed may return a plain error and pay that.
+type BatchHandler func(ctx context.Context, tx pgx.Tx, msgs []Message) error
+
+// RecordError is a BatchHandler's failure of msgs[Index].
+type RecordError struct {
+	Index int
+	Err   error
+}
+
+func (e *RecordError) Error() string {
+	return fmt.Sprintf("record %d of the batch: %v", e.Index, e.Err)
+}
+func (e *RecordError) Unwrap() error { return e.Err }
+
+// PerRecord is the BatchHandler that calls h for each message in turn, each
+// with its message's context: the simple way for a service whose events
+// need a statement or two each.
+func PerRecord(h Handler) BatchHandler {
+	return func(ctx context.Context, tx pgx.Tx, msgs []Message) error {
+		for i, msg := range msgs {
+			if err := h(msg.Context(ctx), tx, msg); err != nil {
+				return &RecordError{Index: i, Err: err}
+			}
+		}
+		return nil
+	}
+}
 
 // ErrPermanent marks a Handler error that retrying cannot fix: wrap it
 // (fmt.Errorf("...: %w", consumer.ErrPermanent)) to send the record to the
@@ -159,12 +202,22 @@ type Message struct {
 	CorrelationID string
 }
 
+// Context is ctx carrying msg's correlation id, for what the handler does
+// on the message's behalf (outbox writes, logs).
+func (m Message) Context(ctx context.Context) context.Context {
+	if m.CorrelationID == "" {
+		return ctx
+	}
+	return correlation.WithID(ctx, m.CorrelationID)
+}
+
 // Config configures one service's consumer group.
 type Config struct {
-	Service string   // group "orderflow-<service>", dead letters to "dlq.<service>"
-	Brokers []string // Kafka seed brokers
-	Topics  []string // topics consumed
-	Handler Handler
+	Service string        // group "orderflow-<service>", dead letters to "dlq.<service>"
+	Brokers []string      // Kafka seed brokers
+	Topics  []string      // topics consumed
+	Handler Handler       // per record; or set Batch
+	Batch   BatchHandler  // the whole batch at once; takes precedence over Handler
 	Pool    *pgxpool.Pool // the service's database, with the inbox migrated
 
 	// Events, when not nil, names the events Handler handles. A record of
@@ -207,6 +260,9 @@ type Config struct {
 }
 
 func (c *Config) setDefaults() {
+	if c.Batch == nil {
+		c.Batch = PerRecord(c.Handler)
+	}
 	if c.MaxBatch <= 0 {
 		c.MaxBatch = 100
 	}
@@ -233,8 +289,8 @@ func (c *Config) Validate() error {
 		return errors.New("consumer: Brokers is required")
 	case len(c.Topics) == 0:
 		return errors.New("consumer: Topics is required")
-	case c.Handler == nil:
-		return errors.New("consumer: Handler is required")
+	case c.Handler == nil && c.Batch == nil:
+		return errors.New("consumer: Handler or Batch is required")
 	case c.Pool == nil:
 		return errors.New("consumer: Pool is required")
 	}

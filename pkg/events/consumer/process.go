@@ -212,7 +212,10 @@ func (r *Runner) handleOnce(ctx context.Context, msg Message, eventID uuid.UUID)
 	if !fresh {
 		return true, nil
 	}
-	if err := r.runHandler(ctx, tx, msg); err != nil {
+	if err := r.runHandler(ctx, tx, []Message{msg}); err != nil {
+		if re, ok := errors.AsType[*RecordError](err); ok {
+			err = re.Err // alone, every error is the record's
+		}
 		return false, err
 	}
 	// A commit error may hide a commit that happened: the retry then finds
@@ -223,15 +226,16 @@ func (r *Runner) handleOnce(ctx context.Context, msg Message, eventID uuid.UUID)
 	return false, nil
 }
 
-// runHandler calls the Handler, turning a panic into an error so one bad
-// event cannot take the service down; it is retried, then dead-lettered.
-func (r *Runner) runHandler(ctx context.Context, tx pgx.Tx, msg Message) (err error) {
+// runHandler calls the BatchHandler, turning a panic into an error so one
+// bad event cannot take the service down; it is retried, then
+// dead-lettered.
+func (r *Runner) runHandler(ctx context.Context, tx pgx.Tx, msgs []Message) (err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			err = fmt.Errorf("handler panic: %v", p)
 		}
 	}()
-	return r.cfg.Handler(ctx, tx, msg)
+	return r.cfg.Batch(ctx, tx, msgs)
 }
 
 // backoff is the wait after the given failed attempt: full jitter, uniform
@@ -397,9 +401,10 @@ func (r *Runner) handleBatch(ctx context.Context, b batch) (dups []bool, failedA
 		return nil, -1, err
 	}
 	todo := make([]Message, 0, len(b.work))
+	at := make([]int, 0, len(b.work)) // todo[j] is b.msgs[at[j]]
 	for j, i := range b.work {
 		if fresh[j] {
-			todo = append(todo, b.msgs[i])
+			todo, at = append(todo, b.msgs[i]), append(at, i)
 		} else {
 			dups[i] = true
 		}
@@ -409,17 +414,12 @@ func (r *Runner) handleBatch(ctx context.Context, b batch) (dups []bool, failedA
 			return nil, -1, fmt.Errorf("prepare: %w", err)
 		}
 	}
-	for _, i := range b.work {
-		if dups[i] {
-			continue
-		}
-		msg := b.msgs[i]
-		hctx := ctx
-		if msg.CorrelationID != "" {
-			hctx = correlation.WithID(ctx, msg.CorrelationID)
-		}
-		if err := r.runHandler(hctx, tx, msg); err != nil {
-			return nil, i, err
+	if len(todo) > 0 {
+		if err := r.runHandler(ctx, tx, todo); err != nil {
+			if re, ok := errors.AsType[*RecordError](err); ok && re.Index >= 0 && re.Index < len(at) {
+				return nil, at[re.Index], re.Err
+			}
+			return nil, -1, err
 		}
 	}
 	if err := tx.Commit(ctx); err != nil {

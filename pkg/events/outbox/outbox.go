@@ -151,10 +151,33 @@ func New(pool *pgxpool.Pool, cfg Config, log *slog.Logger) *Outbox {
 // correlation id and traceparent carried by ctx. Nothing is written when any
 // event is invalid: the caller's transaction should then roll back.
 func (o *Outbox) Write(ctx context.Context, tx pgx.Tx, events ...contract.Event) error {
+	var b Batch
+	if err := b.Add(ctx, events...); err != nil {
+		return err
+	}
+	return o.WriteBatch(ctx, tx, &b)
+}
+
+// Batch collects the events of many messages (each with the correlation id
+// and traceparent of its own context) for WriteBatch, which inserts them
+// all in one statement: a batch handler applying a hundred records writes
+// their events in one round trip, not a hundred. The zero Batch is empty
+// and ready.
+type Batch struct {
+	p   outboxdb.InsertEventsParams
+	now time.Time
+}
+
+// Add completes, marshals and validates events as Write does, taking the
+// correlation id and traceparent from ctx, and appends them. Nothing is
+// appended when one is invalid.
+func (b *Batch) Add(ctx context.Context, events ...contract.Event) error {
+	if b.now.IsZero() {
+		b.now = time.Now().UTC()
+	}
 	rows := make([]outboxdb.InsertEventParams, 0, len(events))
-	now := time.Now().UTC()
 	for _, e := range events {
-		p, err := prepare(e, now)
+		p, err := prepare(e, b.now)
 		if err != nil {
 			return err
 		}
@@ -162,11 +185,45 @@ func (o *Outbox) Write(ctx context.Context, tx pgx.Tx, events ...contract.Event)
 		p.Traceparent = correlation.Traceparent(ctx)
 		rows = append(rows, p)
 	}
-	q := outboxdb.New(tx)
 	for _, p := range rows {
-		if err := q.InsertEvent(ctx, p); err != nil {
+		b.add(p)
+	}
+	return nil
+}
+
+func (b *Batch) add(p outboxdb.InsertEventParams) {
+	b.p.EventIds = append(b.p.EventIds, p.EventID)
+	b.p.Topics = append(b.p.Topics, p.Topic)
+	b.p.Keys = append(b.p.Keys, p.Key)
+	b.p.EventTypes = append(b.p.EventTypes, p.EventType)
+	b.p.Payloads = append(b.p.Payloads, string(p.Payload))
+	b.p.CorrelationIds = append(b.p.CorrelationIds, p.CorrelationID)
+	b.p.Traceparents = append(b.p.Traceparents, p.Traceparent)
+	b.p.OccurredAts = append(b.p.OccurredAts, p.OccurredAt)
+}
+
+// Len is how many events b holds.
+func (b *Batch) Len() int { return len(b.p.EventIds) }
+
+// WriteBatch inserts b's events in tx, in the order they were added, in one
+// statement; an empty batch writes nothing.
+func (o *Outbox) WriteBatch(ctx context.Context, tx pgx.Tx, b *Batch) error {
+	switch b.Len() {
+	case 0:
+		return nil
+	case 1: // the single-row statement is prepared once and cheaper to plan
+		p := outboxdb.InsertEventParams{
+			EventID: b.p.EventIds[0], Topic: b.p.Topics[0], Key: b.p.Keys[0], EventType: b.p.EventTypes[0],
+			Payload: []byte(b.p.Payloads[0]), CorrelationID: b.p.CorrelationIds[0],
+			Traceparent: b.p.Traceparents[0], OccurredAt: b.p.OccurredAts[0],
+		}
+		if err := outboxdb.New(tx).InsertEvent(ctx, p); err != nil {
 			return fmt.Errorf("outbox: insert %s: %w", p.EventType, err)
 		}
+		return nil
+	}
+	if err := outboxdb.New(tx).InsertEvents(ctx, b.p); err != nil {
+		return fmt.Errorf("outbox: insert %d events: %w", b.Len(), err)
 	}
 	return nil
 }

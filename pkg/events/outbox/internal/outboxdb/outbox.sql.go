@@ -188,6 +188,42 @@ func (q *Queries) InsertEvent(ctx context.Context, arg InsertEventParams) error 
 	return err
 }
 
+const insertEvents = `-- name: InsertEvents :exec
+INSERT INTO outbox (event_id, topic, key, event_type, payload, correlation_id, traceparent, occurred_at)
+SELECT unnest($1::uuid[]), unnest($2::text[]), unnest($3::text[]), unnest($4::text[]),
+       unnest($5::text[])::json, unnest($6::text[]), unnest($7::text[]),
+       unnest($8::timestamptz[])
+`
+
+type InsertEventsParams struct {
+	EventIds       []uuid.UUID
+	Topics         []string
+	Keys           []string
+	EventTypes     []string
+	Payloads       []string
+	CorrelationIds []string
+	Traceparents   []string
+	OccurredAts    []time.Time
+}
+
+// InsertEvent for many rows in one statement. The set-returning functions
+// in the select list yield the arrays' elements side by side and in order,
+// so ids (and with them the relay's order within the transaction) follow
+// the arrays.
+func (q *Queries) InsertEvents(ctx context.Context, arg InsertEventsParams) error {
+	_, err := q.db.Exec(ctx, insertEvents,
+		arg.EventIds,
+		arg.Topics,
+		arg.Keys,
+		arg.EventTypes,
+		arg.Payloads,
+		arg.CorrelationIds,
+		arg.Traceparents,
+		arg.OccurredAts,
+	)
+	return err
+}
+
 const lockCursor = `-- name: LockCursor :exec
 SELECT 1 FROM outbox_cursor FOR UPDATE
 `
