@@ -70,6 +70,9 @@ type Parts struct {
 	// Timers holds the FireFunc of each durable-timer kind the service
 	// schedules (package timer); with any, a timer worker runs.
 	Timers map[string]timer.FireFunc
+	// BatchTimers holds the BatchFireFunc of kinds fired a batch at a time
+	// (timer.Config.FireBatch).
+	BatchTimers map[string]timer.BatchFireFunc
 	// Workers run beside the consumer until ctx is done (email's queue
 	// worker); an error from one stops the service.
 	Workers []func(ctx context.Context) error
@@ -151,11 +154,12 @@ func Run(ctx context.Context, cfg Config, spec Spec, log *slog.Logger) error {
 
 	// Built before anything runs, so a bad part fails the start cleanly.
 	var tw *timer.Worker
-	if len(parts.Timers) > 0 {
+	if len(parts.Timers)+len(parts.BatchTimers) > 0 {
 		tw, err = timer.New(timer.Config{
 			Service:     cfg.Name,
 			Pool:        pool,
 			Fire:        parts.Timers,
+			FireBatch:   parts.BatchTimers,
 			AfterCommit: ob.Committed,
 			Registerer:  reg,
 		}, log)

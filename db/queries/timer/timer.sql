@@ -5,6 +5,24 @@ INSERT INTO timers (kind, key, due_at, payload)
 VALUES (@kind, sqlc.arg(key), @due_at, @payload)
 ON CONFLICT (kind, key) DO NOTHING;
 
+-- name: ScheduleAll :many
+-- Schedule for many timers in one statement: returns the (kind, key) of
+-- those that were new.
+INSERT INTO timers (kind, key, due_at, payload)
+SELECT unnest(@kinds::text[]), unnest(@keys::text[]), unnest(@due_ats::timestamptz[]), unnest(@payloads::bytea[])
+ON CONFLICT (kind, key) DO NOTHING
+RETURNING kind, key;
+
+-- name: CancelAll :many
+-- Cancel for many keys of one kind: returns the keys whose timer was
+-- pending.
+UPDATE timers SET state = 'cancelled', done_at = now()
+WHERE kind = @kind AND key = ANY(@keys::text[]) AND state = 'pending'
+RETURNING key;
+
+-- name: MarkAllFired :exec
+UPDATE timers SET state = 'fired', done_at = now() WHERE id = ANY(@ids::bigint[]);
+
 -- name: Cancel :execrows
 UPDATE timers SET state = 'cancelled', done_at = now()
 WHERE kind = @kind AND key = @key AND state = 'pending';

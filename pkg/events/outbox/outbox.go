@@ -347,6 +347,21 @@ func LockKeys(ctx context.Context, tx pgx.Tx, keys []string) error {
 	return nil
 }
 
+// TryLockKeys is TryLockKey for many keys in one round trip: it tries
+// their locks in the order given and returns the keys whose lock the
+// transaction now holds. Trying never waits, so the order cannot deadlock.
+func TryLockKeys(ctx context.Context, tx pgx.Tx, keys []string) ([]string, error) {
+	rows, err := tx.Query(ctx, "SELECT k FROM unnest($1::text[]) AS k WHERE pg_try_advisory_xact_lock(hashtextextended(k, 0))", keys)
+	if err != nil {
+		return nil, fmt.Errorf("outbox: try lock %d keys: %w", len(keys), err)
+	}
+	got, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("outbox: try lock %d keys: %w", len(keys), err)
+	}
+	return got, nil
+}
+
 // TryLockKey is LockKey without the wait: it takes key's lock when no other
 // transaction holds it and reports whether it did. The lock is the same
 // (same hash), so it serializes with LockKey callers and keeps their commit

@@ -124,6 +124,67 @@ func Cancel(ctx context.Context, tx pgx.Tx, kind, key string) (bool, error) {
 	return n == 1, nil
 }
 
+// Entry is one timer for ScheduleAll.
+type Entry struct {
+	Kind, Key string
+	Due       time.Time
+	Payload   []byte
+}
+
+// ScheduleAll is Schedule for many timers in one statement, in tx:
+// scheduled[i] reports whether entries[i] was new.
+func ScheduleAll(ctx context.Context, tx pgx.Tx, entries []Entry) (scheduled []bool, err error) {
+	if len(entries) == 0 {
+		return nil, nil
+	}
+	p := timerdb.ScheduleAllParams{
+		Kinds: make([]string, len(entries)), Keys: make([]string, len(entries)),
+		DueAts: make([]time.Time, len(entries)), Payloads: make([][]byte, len(entries)),
+	}
+	for i, e := range entries {
+		p.Kinds[i], p.Keys[i], p.DueAts[i], p.Payloads[i] = e.Kind, e.Key, e.Due, e.Payload
+	}
+	rows, err := timerdb.New(tx).ScheduleAll(ctx, p)
+	if err != nil {
+		return nil, fmt.Errorf("timer: schedule %d timers: %w", len(entries), err)
+	}
+	type kindKey struct{ kind, key string }
+	added := make(map[kindKey]bool, len(rows))
+	for _, r := range rows {
+		added[kindKey{r.Kind, r.Key}] = true
+	}
+	scheduled = make([]bool, len(entries))
+	for i, e := range entries {
+		k := kindKey{e.Kind, e.Key}
+		scheduled[i] = added[k]
+		delete(added, k) // a repeat is not new
+	}
+	return scheduled, nil
+}
+
+// CancelAll is Cancel for many keys of one kind in one statement:
+// cancelled[i] reports whether keys[i] had a pending timer (a key given
+// twice is reported the first time only). Callers hold the keys' locks.
+func CancelAll(ctx context.Context, tx pgx.Tx, kind string, keys []string) (cancelled []bool, err error) {
+	if len(keys) == 0 {
+		return nil, nil
+	}
+	got, err := timerdb.New(tx).CancelAll(ctx, timerdb.CancelAllParams{Kind: kind, Keys: keys})
+	if err != nil {
+		return nil, fmt.Errorf("timer: cancel %d %s timers: %w", len(keys), kind, err)
+	}
+	hit := make(map[string]bool, len(got))
+	for _, k := range got {
+		hit[k] = true
+	}
+	cancelled = make([]bool, len(keys))
+	for i, k := range keys {
+		cancelled[i] = hit[k]
+		delete(hit, k)
+	}
+	return cancelled, nil
+}
+
 // Get returns the timer (kind, key) with its state, or ErrNotFound. db is a
 // pool or a transaction.
 func Get(ctx context.Context, db timerdb.DBTX, kind, key string) (Timer, error) {

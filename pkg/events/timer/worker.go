@@ -30,6 +30,25 @@ import (
 // back what it did in tx, and the timer is retried after a backoff.
 type FireFunc func(ctx context.Context, tx pgx.Tx, t Timer) error
 
+// BatchFireFunc fires many due timers of one kind at once in tx (a
+// savepoint of the pass's transaction), every key's lock held, with
+// set-based statements. It returns nil; or a *FireError naming the timer
+// that failed: what it did is rolled back, that timer is rescheduled after
+// a backoff as a failing FireFunc's would be, and the others are fired
+// again without it; or any other error: each timer is then fired on its
+// own, a batch of one, where every error is the timer's. Infrastructure
+// errors (package retry) abort the pass as for a FireFunc.
+type BatchFireFunc func(ctx context.Context, tx pgx.Tx, timers []Timer) error
+
+// FireError is a BatchFireFunc's failure of timers[Index].
+type FireError struct {
+	Index int
+	Err   error
+}
+
+func (e *FireError) Error() string { return fmt.Sprintf("timer %d of the batch: %v", e.Index, e.Err) }
+func (e *FireError) Unwrap() error { return e.Err }
+
 // Config configures one service's timer worker.
 type Config struct {
 	Service string        // for logs
@@ -38,6 +57,10 @@ type Config struct {
 	// Fire holds the FireFunc of each kind. A due timer of a kind without
 	// one is left pending and logged once.
 	Fire map[string]FireFunc
+
+	// FireBatch holds the BatchFireFunc of kinds fired a batch at a time;
+	// a kind in both maps is fired by its BatchFireFunc.
+	FireBatch map[string]BatchFireFunc
 
 	// Batch is how many timers one transaction claims; default 100. Their
 	// keys stay locked until it commits, so an order transaction on one of
@@ -80,12 +103,17 @@ func (c *Config) Validate() error {
 		return errors.New("timer: Service is required")
 	case c.Pool == nil:
 		return errors.New("timer: Pool is required")
-	case len(c.Fire) == 0:
-		return errors.New("timer: Fire is required")
+	case len(c.Fire) == 0 && len(c.FireBatch) == 0:
+		return errors.New("timer: Fire or FireBatch is required")
 	}
 	for kind, f := range c.Fire {
 		if f == nil {
 			return fmt.Errorf("timer: Fire[%q] is nil", kind)
+		}
+	}
+	for kind, f := range c.FireBatch {
+		if f == nil {
+			return fmt.Errorf("timer: FireBatch[%q] is nil", kind)
 		}
 	}
 	return nil
@@ -116,7 +144,7 @@ func New(cfg Config, log *slog.Logger) (*Worker, error) {
 	w := &Worker{
 		cfg:   cfg,
 		log:   log.With("component", "timer", "service", cfg.Service),
-		kinds: slices.Sorted(maps.Keys(cfg.Fire)),
+		kinds: slices.Sorted(maps.Keys(kindsOf(cfg))),
 		kick:  make(chan struct{}, 1),
 	}
 	w.metrics = newMetrics(w, cfg.Registerer)
@@ -249,17 +277,25 @@ func (w *Worker) pass(ctx context.Context) (passResult, error) {
 		return p, nil
 	}
 
-	locked := make(map[string]bool) // key → this transaction holds its lock
+	// One statement tries every key's lock; a key another transaction
+	// holds (an order transaction in progress) is skipped until a later
+	// pass.
+	keys := make([]string, 0, len(due))
+	for _, d := range due {
+		keys = append(keys, d.Key)
+	}
+	slices.Sort(keys)
+	got, err := outbox.TryLockKeys(ctx, tx, slices.Compact(keys))
+	if err != nil {
+		return p, fmt.Errorf("lock timer keys: %w", err)
+	}
+	locked := make(map[string]bool, len(got))
+	for _, k := range got {
+		locked[k] = true
+	}
 	ids := make([]int64, 0, len(due))
 	for _, d := range due {
-		got, tried := locked[d.Key]
-		if !tried {
-			if got, err = outbox.TryLockKey(ctx, tx, d.Key); err != nil {
-				return p, err
-			}
-			locked[d.Key] = got
-		}
-		if got {
+		if locked[d.Key] {
 			ids = append(ids, d.ID)
 		}
 	}
@@ -271,17 +307,38 @@ func (w *Worker) pass(ctx context.Context) (passResult, error) {
 	if err != nil {
 		return p, fmt.Errorf("claim timers: %w", err)
 	}
-	outcomes := make([]outcome, 0, len(claimed))
+	byKind := make(map[string][]Timer)
+	var kinds []string // in the order of their first due timer
 	for _, r := range claimed {
 		t := Timer{
 			ID: r.ID, Kind: r.Kind, Key: r.Key, DueAt: r.DueAt, Payload: r.Payload,
 			Attempts: r.Attempts, State: StatePending,
 		}
-		fired, err := w.fire(ctx, tx, t)
-		if err != nil {
-			return p, err
+		if _, seen := byKind[t.Kind]; !seen {
+			kinds = append(kinds, t.Kind)
 		}
-		outcomes = append(outcomes, outcome{kind: t.Kind, fired: fired})
+		byKind[t.Kind] = append(byKind[t.Kind], t)
+	}
+	outcomes := make([]outcome, 0, len(claimed))
+	for _, kind := range kinds {
+		timers := byKind[kind]
+		if f := w.cfg.FireBatch[kind]; f != nil {
+			fired, err := w.fireBatch(ctx, tx, f, timers)
+			if err != nil {
+				return p, err
+			}
+			for i := range timers {
+				outcomes = append(outcomes, outcome{kind: kind, fired: fired[i]})
+			}
+			continue
+		}
+		for _, t := range timers {
+			fired, err := w.fire(ctx, tx, t)
+			if err != nil {
+				return p, err
+			}
+			outcomes = append(outcomes, outcome{kind: t.Kind, fired: fired})
+		}
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return p, fmt.Errorf("commit: %w", err)
@@ -303,11 +360,19 @@ func (w *Worker) pass(ctx context.Context) (passResult, error) {
 // the call fails, rolls the savepoint back and reschedules t. It reports
 // whether t fired; an error is the database's and spoils tx.
 func (w *Worker) fire(ctx context.Context, tx pgx.Tx, t Timer) (bool, error) {
+	return w.fireWith(ctx, tx, w.cfg.Fire[t.Kind], t)
+}
+
+// fireWith is fire with f as t's FireFunc.
+func (w *Worker) fireWith(ctx context.Context, tx pgx.Tx, f FireFunc, t Timer) (bool, error) {
 	sp, err := tx.Begin(ctx) // a savepoint
 	if err != nil {
 		return false, err
 	}
-	ferr := call(ctx, sp, w.cfg.Fire[t.Kind], t)
+	ferr := call(ctx, sp, f, t)
+	if fe, ok := errors.AsType[*FireError](ferr); ok {
+		ferr = fe.Err // alone, every error is the timer's
+	}
 	if ferr == nil {
 		ferr = timerdb.New(sp).MarkFired(ctx, t.ID)
 	}
@@ -323,16 +388,104 @@ func (w *Worker) fire(ctx context.Context, tx pgx.Tx, t Timer) (bool, error) {
 	if err := sp.Rollback(ctx); err != nil {
 		return false, fmt.Errorf("roll back %s %s: %w (after: %v)", t.Kind, t.Key, err, ferr)
 	}
+	return false, w.reschedule(ctx, tx, t, ferr)
+}
+
+// reschedule spends one of t's attempts on ferr and sets it due again
+// after the backoff; an error is the database's and spoils tx.
+func (w *Worker) reschedule(ctx context.Context, tx pgx.Tx, t Timer, ferr error) error {
 	delay := backoff(w.cfg.BaseBackoff, t.Attempts+1)
 	w.log.Warn("timer failed, retrying", "kind", t.Kind, "key", t.Key,
 		"attempt", t.Attempts+1, "retry_in", delay, "err", ferr)
-	err = timerdb.New(tx).Reschedule(ctx, timerdb.RescheduleParams{
+	err := timerdb.New(tx).Reschedule(ctx, timerdb.RescheduleParams{
 		ID: t.ID, LastError: ferr.Error(), DelaySeconds: delay.Seconds(),
 	})
 	if err != nil {
-		return false, fmt.Errorf("reschedule %s %s: %w", t.Kind, t.Key, err)
+		return fmt.Errorf("reschedule %s %s: %w", t.Kind, t.Key, err)
 	}
-	return false, nil
+	return nil
+}
+
+// kindsOf is the set of kinds cfg fires.
+func kindsOf(cfg Config) map[string]bool {
+	kinds := make(map[string]bool, len(cfg.Fire)+len(cfg.FireBatch))
+	for k := range cfg.Fire {
+		kinds[k] = true
+	}
+	for k := range cfg.FireBatch {
+		kinds[k] = true
+	}
+	return kinds
+}
+
+// fireBatch fires timers, all of one kind, with f in savepoints of tx (see
+// BatchFireFunc) and marks those that fired in one statement. It reports
+// which fired; an error is the database's and spoils tx.
+func (w *Worker) fireBatch(ctx context.Context, tx pgx.Tx, f BatchFireFunc, timers []Timer) ([]bool, error) {
+	fired := make([]bool, len(timers))
+	todo := make([]int, len(timers)) // indexes into timers still to fire
+	for i := range todo {
+		todo[i] = i
+	}
+	for len(todo) > 0 {
+		batch := make([]Timer, len(todo))
+		for j, i := range todo {
+			batch[j] = timers[i]
+		}
+		sp, err := tx.Begin(ctx) // a savepoint
+		if err != nil {
+			return nil, err
+		}
+		ferr := callBatch(ctx, sp, f, batch)
+		if ferr == nil {
+			ids := make([]int64, len(batch))
+			for j, t := range batch {
+				ids[j] = t.ID
+			}
+			if err := timerdb.New(sp).MarkAllFired(ctx, ids); err != nil {
+				return nil, fmt.Errorf("mark %d %s timers fired: %w", len(ids), batch[0].Kind, err)
+			}
+			if err := sp.Commit(ctx); err != nil {
+				return nil, err
+			}
+			for _, i := range todo {
+				fired[i] = true
+			}
+			return fired, nil
+		}
+		if retry.Infrastructure(ferr) {
+			return nil, fmt.Errorf("fire %d %s timers: %w", len(batch), batch[0].Kind, ferr)
+		}
+		if err := sp.Rollback(ctx); err != nil {
+			return nil, fmt.Errorf("roll back %d %s timers: %w (after: %v)", len(batch), batch[0].Kind, err, ferr)
+		}
+		fe, ok := errors.AsType[*FireError](ferr)
+		if !ok || fe.Index < 0 || fe.Index >= len(batch) {
+			// Which timer failed is unknown: each on its own.
+			for _, i := range todo {
+				one := func(ctx context.Context, tx pgx.Tx, t Timer) error { return f(ctx, tx, []Timer{t}) }
+				if fired[i], err = w.fireWith(ctx, tx, one, timers[i]); err != nil {
+					return nil, err
+				}
+			}
+			return fired, nil
+		}
+		if err := w.reschedule(ctx, tx, batch[fe.Index], fe.Err); err != nil {
+			return nil, err
+		}
+		todo = slices.Delete(todo, fe.Index, fe.Index+1)
+	}
+	return fired, nil
+}
+
+// callBatch is call for a BatchFireFunc.
+func callBatch(ctx context.Context, tx pgx.Tx, f BatchFireFunc, timers []Timer) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("fire panic: %v", p)
+		}
+	}()
+	return f(ctx, tx, timers)
 }
 
 // call runs f, turning a panic into an error so one bad timer cannot stop

@@ -28,6 +28,39 @@ func (q *Queries) Cancel(ctx context.Context, arg CancelParams) (int64, error) {
 	return result.RowsAffected(), nil
 }
 
+const cancelAll = `-- name: CancelAll :many
+UPDATE timers SET state = 'cancelled', done_at = now()
+WHERE kind = $1 AND key = ANY($2::text[]) AND state = 'pending'
+RETURNING key
+`
+
+type CancelAllParams struct {
+	Kind string
+	Keys []string
+}
+
+// Cancel for many keys of one kind: returns the keys whose timer was
+// pending.
+func (q *Queries) CancelAll(ctx context.Context, arg CancelAllParams) ([]string, error) {
+	rows, err := q.db.Query(ctx, cancelAll, arg.Kind, arg.Keys)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []string
+	for rows.Next() {
+		var key string
+		if err := rows.Scan(&key); err != nil {
+			return nil, err
+		}
+		items = append(items, key)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const claim = `-- name: Claim :many
 SELECT id, kind, key, due_at, payload, attempts
 FROM timers
@@ -149,6 +182,15 @@ func (q *Queries) Get(ctx context.Context, arg GetParams) (GetRow, error) {
 		&i.LastError,
 	)
 	return i, err
+}
+
+const markAllFired = `-- name: MarkAllFired :exec
+UPDATE timers SET state = 'fired', done_at = now() WHERE id = ANY($1::bigint[])
+`
+
+func (q *Queries) MarkAllFired(ctx context.Context, ids []int64) error {
+	_, err := q.db.Exec(ctx, markAllFired, ids)
+	return err
 }
 
 const markFired = `-- name: MarkFired :exec
@@ -275,6 +317,52 @@ func (q *Queries) Schedule(ctx context.Context, arg ScheduleParams) (int64, erro
 		return 0, err
 	}
 	return result.RowsAffected(), nil
+}
+
+const scheduleAll = `-- name: ScheduleAll :many
+INSERT INTO timers (kind, key, due_at, payload)
+SELECT unnest($1::text[]), unnest($2::text[]), unnest($3::timestamptz[]), unnest($4::bytea[])
+ON CONFLICT (kind, key) DO NOTHING
+RETURNING kind, key
+`
+
+type ScheduleAllParams struct {
+	Kinds    []string
+	Keys     []string
+	DueAts   []time.Time
+	Payloads [][]byte
+}
+
+type ScheduleAllRow struct {
+	Kind string
+	Key  string
+}
+
+// Schedule for many timers in one statement: returns the (kind, key) of
+// those that were new.
+func (q *Queries) ScheduleAll(ctx context.Context, arg ScheduleAllParams) ([]ScheduleAllRow, error) {
+	rows, err := q.db.Query(ctx, scheduleAll,
+		arg.Kinds,
+		arg.Keys,
+		arg.DueAts,
+		arg.Payloads,
+	)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []ScheduleAllRow
+	for rows.Next() {
+		var i ScheduleAllRow
+		if err := rows.Scan(&i.Kind, &i.Key); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
 }
 
 const unhandled = `-- name: Unhandled :many
