@@ -72,11 +72,15 @@
 // transaction: every order key of the batch locked first, in sorted order
 // and in one statement (so two batches never deadlock on them, and no
 // write precedes a lock), then every eventId claimed in the inbox in one
-// statement, then Config.Prepare, then the Handler per fresh record.
+// statement, then Config.Prepare, then the BatchHandler once with the
+// fresh records in order (Config.Batch; a per-record Handler is called for
+// each in turn through PerRecord). A service whose BatchHandler applies the
+// batch set-based (a statement per table, its events in one outbox.Batch)
+// pays a handful of round trips per batch instead of several per record.
 // Records of events the service ignores ride along without any of it. One commit then pays for
 // many records, which is what lets a service keep up with more than a few
 // hundred events a second on a disk that takes a millisecond per commit.
-// When the Handler fails on a record, the transaction rolls back, the
+// When the handler fails on a record (a RecordError names it), the transaction rolls back, the
 // records before it are handled again in a new one, and the failing record
 // goes on alone, that failure counting as its first attempt, with its own
 // retries and dead-lettering. A Handler error wrapping ErrBatchConflict is

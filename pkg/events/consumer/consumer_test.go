@@ -988,3 +988,87 @@ func TestBatchIgnoredAndDuplicates(t *testing.T) {
 		return handled(t, reg, b.topic, "ignored") == ignoredN+1
 	})
 }
+
+// A BatchHandler gets each batch's fresh records at once and applies them
+// in one statement. A RecordError commits the records before the one it
+// names and retries that one alone, counting one failed attempt; a plain
+// error sends the batch's records through one by one, counting nothing;
+// each message's Context carries its own correlation id.
+func TestBatchHandler(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	const keys, perKey = 10, 30
+	var recs []*kgo.Record
+	var flakyID, plainID string
+	for seq := range perKey {
+		for k := range keys {
+			orderID := fmt.Sprintf("00000000-0000-4000-8000-%012d", k)
+			value, id := placed(t, orderID, seq)
+			switch {
+			case k == 3 && seq == 10:
+				flakyID = id
+			case k == 6 && seq == 20:
+				plainID = id
+			}
+			recs = append(recs, b.record(orderID, value))
+		}
+	}
+	b.produce(t, recs...) // all queued before the runner starts: batches form
+
+	var flakyFailed, plainFailed, wrongCorrelation atomic.Bool
+	var batches, biggest atomic.Int32
+	h := func(ctx context.Context, tx pgx.Tx, msgs []consumer.Message) error {
+		batches.Add(1)
+		if n := int32(len(msgs)); n > biggest.Load() {
+			biggest.Store(n)
+		}
+		var ids, orders []string
+		var seqs []int
+		for i, msg := range msgs {
+			if correlation.ID(msg.Context(ctx)) != "corr-"+msg.Key {
+				wrongCorrelation.Store(true)
+			}
+			switch {
+			case msg.Envelope.EventID == flakyID && flakyFailed.CompareAndSwap(false, true):
+				return &consumer.RecordError{Index: i, Err: errors.New("transient")}
+			case msg.Envelope.EventID == plainID && len(msgs) > 1 && plainFailed.CompareAndSwap(false, true):
+				return errors.New("somewhere in the batch")
+			}
+			var seq struct {
+				Seq int `json:"seq"`
+			}
+			_ = json.Unmarshal(msg.Value, &seq)
+			ids, orders, seqs = append(ids, msg.Envelope.EventID), append(orders, msg.Envelope.OrderID), append(seqs, seq.Seq)
+		}
+		_, err := tx.Exec(ctx, `INSERT INTO effects (event_id, order_id, seq, runner)
+			SELECT unnest($1::uuid[]), unnest($2::text[]), unnest($3::int[]), pg_current_xact_id()::text`, ids, orders, seqs)
+		return err
+	}
+	r, reg := b.newRunner(t, nil, func(c *consumer.Config) { c.Batch = h })
+	start(t, r)
+
+	total := keys * perKey
+	testenv.WaitFor(t, 60*time.Second, "every effect", func() bool { return b.effects(t) == total })
+	if n := b.count(t, "SELECT count(DISTINCT event_id) FROM effects"); n != total {
+		t.Errorf("%d distinct effects of %d", n, total)
+	}
+	if n := b.count(t, "SELECT count(DISTINCT runner) FROM effects"); n >= total/2 || biggest.Load() < 2 {
+		t.Errorf("%d transactions for %d records, biggest batch %d: not batched", n, total, biggest.Load())
+	}
+	if n := b.count(t, `SELECT count(*) FROM (
+		SELECT seq < lag(seq) OVER (PARTITION BY order_id ORDER BY id) AS back FROM effects) x WHERE back`); n != 0 {
+		t.Errorf("%d effects out of per-key order", n)
+	}
+	if !flakyFailed.Load() || !plainFailed.Load() {
+		t.Errorf("flaky failed %v, plain failed %v: the test proves less than it says", flakyFailed.Load(), plainFailed.Load())
+	}
+	if wrongCorrelation.Load() {
+		t.Error("a message's Context did not carry its correlation id")
+	}
+	testenv.WaitFor(t, 10*time.Second, "counts", func() bool {
+		return handled(t, reg, b.topic, "ok") == total && handled(t, reg, b.topic, "retry") == 1
+	})
+	if d := handled(t, reg, b.topic, "dead"); d != 0 {
+		t.Errorf("%d dead; want 0", d)
+	}
+}

@@ -619,3 +619,55 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	testenv.WaitFor(t, 30*time.Second, what, cond)
 }
+
+// A Batch written in one statement publishes its events in the order they
+// were added, each with the correlation id of the context it was added
+// with; an invalid event adds nothing.
+func TestWriteBatch(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	o := b.newOutbox(t, nil)
+	ctx := context.Background()
+	orders := map[string]bool{}
+	want := map[string][]string{}
+	var batch outbox.Batch
+	var orderID string
+	for i := range 30 {
+		if i%3 == 0 { // three events per order
+			orderID = uuid.NewString()
+		}
+		orders[orderID] = true
+		e := contract.Event(placed(orderID))
+		if i%2 == 1 {
+			e = cancelled(orderID)
+		}
+		if err := batch.Add(correlation.WithID(ctx, "corr-"+orderID), e); err != nil {
+			t.Fatal(err)
+		}
+		want[orderID] = append(want[orderID], e.Meta().EventID)
+	}
+	bad := placed(uuid.NewString())
+	bad.Currency = "euro"
+	if err := batch.Add(ctx, placed(uuid.NewString()), bad); err == nil || batch.Len() != 30 {
+		t.Fatalf("invalid event: err %v, %d events in the batch; want an error and 30", err, batch.Len())
+	}
+	if err := pgx.BeginFunc(ctx, b.pool, func(tx pgx.Tx) error { return o.WriteBatch(ctx, tx, &batch) }); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(t, b.pool, "true"); n != 30 {
+		t.Fatalf("%d outbox rows, want 30", n)
+	}
+	c := consume(t, b.broker.Addrs, orders)
+	startRelay(t, o)
+	c.waitDistinct(t, 30)
+	c.checkOrder(t, want)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for orderID, recs := range c.byOrder {
+		for _, r := range recs {
+			if got := header(r, "x-correlation-id"); got != "corr-"+orderID {
+				t.Errorf("order %s: correlation id %q", orderID, got)
+			}
+		}
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -544,5 +545,71 @@ func TestUnhandledKindAndRetention(t *testing.T) {
 		if tm := get(t, pool, k[0], k[1]); tm.State != timer.StatePending {
 			t.Errorf("%s %s = %s, want pending", k[0], k[1], tm.State)
 		}
+	}
+}
+
+// A BatchFireFunc gets a kind's due timers together. A FireError
+// reschedules the timer it names and fires the others without it in the
+// same pass; a plain error fires each on its own; panics are errors.
+func TestBatchFire(t *testing.T) {
+	t.Parallel()
+	pool := setup(t)
+	reg := prometheus.NewRegistry()
+	var mu sync.Mutex
+	var sizes []int
+	badFailed, plainFailed := false, false
+	batch := func(ctx context.Context, tx pgx.Tx, timers []timer.Timer) error {
+		mu.Lock()
+		sizes = append(sizes, len(timers))
+		mu.Unlock()
+		keys := make([]string, 0, len(timers))
+		for i, tm := range timers {
+			switch {
+			case tm.Key == "bad" && tm.Attempts == 0:
+				badFailed = true
+				return &timer.FireError{Index: i, Err: errors.New("gateway down")}
+			case tm.Key == "plain" && len(timers) > 1 && !plainFailed:
+				plainFailed = true
+				return errors.New("somewhere in the batch")
+			}
+			keys = append(keys, tm.Key)
+		}
+		_, err := tx.Exec(ctx, `INSERT INTO effects (kind, key, worker)
+			SELECT 'ship', k, 'batch' FROM unnest($1::text[]) AS k`, keys)
+		return err
+	}
+	w := newWorker(t, pool, nil, func(c *timer.Config) {
+		c.FireBatch = map[string]timer.BatchFireFunc{"ship": batch}
+		c.BaseBackoff = 50 * time.Millisecond
+		c.Registerer = reg
+	})
+	due := time.Now().Add(-time.Second)
+	keys := []string{"bad", "plain"}
+	for i := range 20 {
+		keys = append(keys, fmt.Sprintf("s-%02d", i))
+	}
+	for _, k := range keys {
+		schedule(t, pool, "ship", k, due)
+	}
+	testenv.Start(t, w.Run)
+	for _, k := range keys {
+		waitFired(t, pool, "ship", k)
+	}
+	if n := count(t, pool, "SELECT count(*) FROM effects"); n != len(keys) {
+		t.Errorf("%d effects for %d timers: failed batches not rolled back", n, len(keys))
+	}
+	if tm := get(t, pool, "ship", "bad"); tm.Attempts != 1 || !strings.Contains(tm.LastError, "gateway down") {
+		t.Errorf("bad: attempts %d, last error %q; want 1, gateway down", tm.Attempts, tm.LastError)
+	}
+	if tm := get(t, pool, "ship", "plain"); tm.Attempts != 0 {
+		t.Errorf("plain: attempts %d; want 0 (the batch's error was nobody's)", tm.Attempts)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !badFailed || !plainFailed || slices.Max(sizes) < 2 {
+		t.Errorf("bad failed %v, plain failed %v, batch sizes %v: the test proves less than it says", badFailed, plainFailed, sizes)
+	}
+	if got := metric(t, reg, "orderflow_timers_fired_total", "kind", "ship", "result", "ok"); got != float64(len(keys)) {
+		t.Errorf("fired ok = %v, want %d", got, len(keys))
 	}
 }
