@@ -24,9 +24,21 @@ generate:
 check-generated:
 	@$(GO) tool sqlc diff || { echo "sqlc output is stale: run make generate"; exit 1; }
 
-## bench: the performance benchmarks (state the machine when you quote them)
+## bench: the in-process benchmarks (./bench/... and the bench/watermill module, output teed to
+## .data/bench/*.txt), then the whole system from outside (cmd/benchrun: cmd/orderflow as a process under
+## orderflowctl load's generator); writes bench/results.md and bench/throughput-lag.svg with every figure
+## beside its target. About 12 minutes; state the machine when you quote them. Fails when a benchmark
+## failed or the stack did not run, not when a target is missed.
 bench: check-services
-	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./bench/...
+	@mkdir -p .data/bench; status=0; \
+	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./bench/... 2>&1 | tee .data/bench/inprocess.txt; \
+	[ "$${PIPESTATUS[0]}" = 0 ] || status=1; \
+	if [ -f bench/watermill/go.mod ]; then \
+		(cd bench/watermill && $(GO) test -run '^$$' -bench . -benchtime 1x -timeout 10m ./...) 2>&1 | tee .data/bench/watermill.txt; \
+		[ "$${PIPESTATUS[0]}" = 0 ] || status=1; \
+	else echo "bench/watermill: no module yet" > .data/bench/watermill.txt; fi; \
+	$(GO) run ./cmd/benchrun -gotest .data/bench/inprocess.txt,.data/bench/watermill.txt || status=1; \
+	exit $$status
 
 ## chaos: the system as processes under load, one fault after another, invariants checked after each
 ## (about 5 minutes; SOAK=1: about 20,000 orders in 9). Stops and restarts PostgreSQL and RabbitMQ: run it

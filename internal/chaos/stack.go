@@ -114,6 +114,33 @@ func (p *proc) running() bool {
 	}
 }
 
+// Process is one process run as the chaos stack runs its own: in its own
+// process group (a Ctrl-C reaches only the tool that started it), its
+// output appended to a log file, stopped with SIGTERM and killed when it
+// has not ended 20 s later. cmd/benchrun runs the system with it.
+type Process struct{ p *proc }
+
+// StartProcess starts bin with env added to this process's environment,
+// its output appended to the file log.
+func StartProcess(name, bin string, env []string, log string) (*Process, error) {
+	p := &proc{name: name, bin: bin, env: env, log: log}
+	if err := p.start(); err != nil {
+		return nil, err
+	}
+	return &Process{p: p}, nil
+}
+
+// Stop sends SIGTERM and waits for the process to end (SIGKILL after 20 s).
+func (p *Process) Stop() { p.p.stop() }
+
+// Running reports whether the process has not ended.
+func (p *Process) Running() bool { return p.p.running() }
+
+// WaitReady polls base/readyz until it answers 200, for up to timeout.
+func WaitReady(ctx context.Context, base string, timeout time.Duration) error {
+	return waitReady(ctx, base, timeout)
+}
+
 // stack is the system as separate processes.
 type stack struct {
 	dir      string // binaries, logs and the broker's data
@@ -127,11 +154,16 @@ type stack struct {
 
 // buildStack compiles every command the stack runs into dir/bin.
 func buildStack(ctx context.Context, dir string) error {
+	return BuildCommands(ctx, dir, append([]string{"broker"}, services...)...)
+}
+
+// BuildCommands compiles the named commands of ./cmd into dir/bin, one
+// binary each named after its command.
+func BuildCommands(ctx context.Context, dir string, commands ...string) error {
 	bin := filepath.Join(dir, "bin")
 	args := []string{"build", "-o", bin + string(filepath.Separator)}
-	args = append(args, "./cmd/broker")
-	for _, s := range services {
-		args = append(args, "./cmd/"+s)
+	for _, c := range commands {
+		args = append(args, "./cmd/"+c)
 	}
 	cmd := exec.CommandContext(ctx, "go", args...)
 	if out, err := cmd.CombinedOutput(); err != nil {
