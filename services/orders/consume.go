@@ -2,8 +2,9 @@ package orders
 
 // Consuming. orders reads the payments, warehouse and loyalty topics to keep
 // each order's status, cancelReason, pointsAwarded and timeline; the
-// consumer runner (package consumer) has taken the order's lock and claimed
-// the event in the inbox, in the transaction the handler runs in.
+// consumer runner (package consumer) hands it whole batches, having taken
+// their orders' locks and claimed their events in the inbox, in the
+// transaction the handler runs in.
 //
 // Status rules. The status only moves forward:
 //
@@ -40,12 +41,13 @@ package orders
 // it, so retrying cannot make it appear.
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -80,60 +82,110 @@ var moves = map[string]move{
 	"StockUnavailable": {from: []string{statusPlaced, statusPaid}, to: statusCancelled, cancelReason: reasonOutOfStock},
 }
 
-// handle is the consumer.Handler: two statements per event, the order's
-// update (status, points, updated_at) and its timeline entry, and for a
-// StockUnavailable that cancels the order, its OrderCancelled.
-func (h *handler) handle(ctx context.Context, tx pgx.Tx, msg consumer.Message) error {
-	env := msg.Envelope
-	// The runner checked both against the event's schema (format uuid).
-	orderID, err := uuid.Parse(env.OrderID)
-	if err != nil {
-		return fmt.Errorf("orderId %q: %v: %w", env.OrderID, err, consumer.ErrPermanent)
-	}
-	eventID, err := uuid.Parse(env.EventID)
-	if err != nil {
-		return fmt.Errorf("eventId %q: %v: %w", env.EventID, err, consumer.ErrPermanent)
-	}
-
-	m := moves[env.Event]
-	params := ordersdb.ApplyEventParams{ID: orderID, FromStatuses: m.from, ToStatus: m.to}
-	if params.FromStatuses == nil {
-		params.FromStatuses = []string{} // not NULL: "= ANY" of an empty array is plainly false
-	}
-	if m.cancelReason != "" {
-		params.CancelReason = pgtype.Text{String: m.cancelReason, Valid: true}
-	}
-	if env.Event == "PointsAwarded" {
-		var ev contract.PointsAwarded
-		if err := json.Unmarshal(msg.Value, &ev); err != nil {
-			return fmt.Errorf("decode PointsAwarded: %v: %w", err, consumer.ErrPermanent)
+// handle is the consumer.BatchHandler. It locks the batch's orders in one
+// statement, applies the events to them in memory in offset order (so
+// several events of one order in a batch end exactly as if applied one by
+// one), and writes back in three: the changed orders, the timeline entries
+// and the OrderCancelled events of the orders StockUnavailable cancelled.
+func (h *handler) handle(ctx context.Context, tx pgx.Tx, msgs []consumer.Message) error {
+	ids := make([]uuid.UUID, 0, len(msgs))
+	for _, msg := range msgs {
+		// The runner checked the envelope against the schema (format uuid).
+		id, err := uuid.Parse(msg.Envelope.OrderID)
+		if err != nil {
+			return &consumer.RecordError{Index: len(ids), Err: fmt.Errorf("orderId %q: %v: %w", msg.Envelope.OrderID, err, consumer.ErrPermanent)}
 		}
-		params.PointsAwarded = pgtype.Int8{Int64: ev.Points, Valid: true}
+		ids = append(ids, id)
+	}
+	q := ordersdb.New(tx)
+	rows, err := q.LockOrders(ctx, slices.Compact(slices.SortedFunc(slices.Values(ids), uuidCompare)))
+	if err != nil {
+		return fmt.Errorf("lock %d orders: %w", len(ids), err)
+	}
+	orders := make(map[uuid.UUID]*ordersdb.LockOrdersRow, len(rows))
+	for i := range rows {
+		orders[rows[i].ID] = &rows[i]
 	}
 
-	q := ordersdb.New(tx)
-	row, err := q.ApplyEvent(ctx, params)
-	if errors.Is(err, pgx.ErrNoRows) {
-		h.log.WarnContext(ctx, "skipping an event about an unknown order",
-			"event", env.Event, "event_id", env.EventID, "order_id", env.OrderID, "topic", msg.Topic)
-		return nil
+	var (
+		changed   []uuid.UUID // in the order first changed
+		isChanged = make(map[uuid.UUID]bool)
+		timeline  ordersdb.InsertTimelineEventsParams
+		announce  outbox.Batch
+	)
+	for i, msg := range msgs {
+		env := msg.Envelope
+		o := orders[ids[i]]
+		if o == nil {
+			h.log.WarnContext(msg.Context(ctx), "skipping an event about an unknown order",
+				"event", env.Event, "event_id", env.EventID, "order_id", env.OrderID, "topic", msg.Topic)
+			continue
+		}
+		eventID, err := uuid.Parse(env.EventID)
+		if err != nil {
+			return &consumer.RecordError{Index: i, Err: fmt.Errorf("eventId %q: %v: %w", env.EventID, err, consumer.ErrPermanent)}
+		}
+		m := moves[env.Event]
+		moved := m.to != "" && slices.Contains(m.from, o.Status)
+		if moved {
+			o.Status = m.to
+			if m.cancelReason != "" {
+				o.CancelReason = pgtype.Text{String: m.cancelReason, Valid: true}
+			}
+		}
+		if env.Event == "PointsAwarded" {
+			var ev contract.PointsAwarded
+			if err := json.Unmarshal(msg.Value, &ev); err != nil {
+				return &consumer.RecordError{Index: i, Err: fmt.Errorf("decode PointsAwarded: %v: %w", err, consumer.ErrPermanent)}
+			}
+			o.PointsAwarded = ev.Points
+		}
+		// Every event joins the timeline and moves updated_at. The topic
+		// names the emitting service: each is named after the one service
+		// that emits on it (DESIGN "Topics"), as ce_source repeats.
+		if !isChanged[o.ID] {
+			isChanged[o.ID] = true
+			changed = append(changed, o.ID)
+		}
+		addTimeline(&timeline, o.ID, env.Event, eventID, msg.Topic, env.OccurredAt)
+		if moved && m.to == statusCancelled {
+			ev := cancelledEvent(o.ID, m.cancelReason)
+			addTimeline(&timeline, o.ID, ev.Name(), uuid.MustParse(ev.EventID), serviceName, ev.OccurredAt)
+			if err := announce.Add(msg.Context(ctx), ev); err != nil {
+				return &consumer.RecordError{Index: i, Err: err}
+			}
+		}
 	}
-	if err != nil {
-		return fmt.Errorf("apply %s to order %s: %w", env.Event, orderID, err)
+
+	if len(changed) > 0 {
+		up := ordersdb.UpdateOrdersParams{
+			Ids: changed, Statuses: make([]string, len(changed)),
+			CancelReasons: make([]string, len(changed)), Points: make([]int64, len(changed)),
+		}
+		for j, id := range changed {
+			o := orders[id]
+			up.Statuses[j], up.CancelReasons[j], up.Points[j] = o.Status, o.CancelReason.String, o.PointsAwarded
+		}
+		if err := q.UpdateOrders(ctx, up); err != nil {
+			return fmt.Errorf("update %d orders: %w", len(changed), err)
+		}
+		if err := q.InsertTimelineEvents(ctx, timeline); err != nil {
+			return fmt.Errorf("insert %d timeline entries: %w", len(timeline.EventIds), err)
+		}
 	}
-	// The topic names the emitting service: each is named after the one
-	// service that emits on it (DESIGN "Topics"), as ce_source repeats.
-	if _, err := q.InsertTimelineEvent(ctx, ordersdb.InsertTimelineEventParams{
-		OrderID:    orderID,
-		Event:      env.Event,
-		EventID:    eventID,
-		Service:    msg.Topic,
-		OccurredAt: env.OccurredAt,
-	}); err != nil {
-		return fmt.Errorf("insert timeline: %w", err)
-	}
-	if m.to == statusCancelled && slices.Contains(m.from, row.PreviousStatus) {
-		return announceCancelled(ctx, tx, h.outbox, orderID, m.cancelReason)
+	if err := h.outbox.WriteBatch(ctx, tx, &announce); err != nil {
+		return fmt.Errorf("write OrderCancelled: %w", err)
 	}
 	return nil
 }
+
+// addTimeline appends one entry to the timeline rows p will insert.
+func addTimeline(p *ordersdb.InsertTimelineEventsParams, orderID uuid.UUID, event string, eventID uuid.UUID, service string, at time.Time) {
+	p.OrderIds = append(p.OrderIds, orderID)
+	p.Events = append(p.Events, event)
+	p.EventIds = append(p.EventIds, eventID)
+	p.Services = append(p.Services, service)
+	p.OccurredAts = append(p.OccurredAts, at)
+}
+
+func uuidCompare(a, b uuid.UUID) int { return bytes.Compare(a[:], b[:]) }

@@ -498,3 +498,69 @@ func (s *running) assertUnchanged(t *testing.T, id uuid.UUID, before orderView) 
 		t.Errorf("orders emitted %v", got)
 	}
 }
+
+// TestConsumeBatches feeds many orders' events at once, several of one
+// order on one topic, so the runner hands them over in batches: each order
+// ends exactly where one-by-one handling leads, one OrderCancelled per
+// cancelled order, every event once in the timeline.
+func TestConsumeBatches(t *testing.T) {
+	t.Parallel()
+	s := runService(t)
+	const orders = 60
+	ids := make([]uuid.UUID, orders)
+	var payments, warehouse, loyalty []contract.Event
+	for i := range ids {
+		ids[i] = s.place(t)
+		id := ids[i]
+		switch i % 3 {
+		case 0: // paid, shipped; the late StockUnavailable moves nothing
+			payments = append(payments, captured(id))
+			warehouse = append(warehouse, pickScheduled(id), shipped(id), stockUnavailable(id))
+			loyalty = append(loyalty, pointsAwarded(id, int64(i)))
+		case 1: // out of stock, whenever the capture comes
+			warehouse = append(warehouse, stockUnavailable(id), pickCancelled(id))
+			payments = append(payments, captured(id), refunded(id))
+		case 2: // a failure after the capture changes nothing
+			payments = append(payments, captured(id), paymentFailed(id))
+		}
+	}
+	s.producer.ProduceAll(t, warehouse...)
+	s.producer.ProduceAll(t, payments...)
+	s.producer.ProduceAll(t, loyalty...)
+
+	want := map[int]struct {
+		status   string
+		events   int
+		outbox   []string
+		cancelBy string
+	}{
+		0: {"shipped", 6, []string{"OrderPlaced"}, ""},
+		1: {"cancelled", 6, []string{"OrderPlaced", "OrderCancelled"}, "out_of_stock"},
+		2: {"paid", 3, []string{"OrderPlaced"}, ""},
+	}
+	for i, id := range ids {
+		w := want[i%3]
+		o := s.wait(t, id, func(o orderView) bool { return len(o.Timeline) == w.events })
+		if o.Status != w.status {
+			t.Errorf("order %d: status %s, want %s (timeline %v)", i, o.Status, w.status, o.events())
+		}
+		if w.cancelBy != "" && (o.CancelReason == nil || *o.CancelReason != w.cancelBy) {
+			t.Errorf("order %d: cancelReason %v, want %s", i, o.CancelReason, w.cancelBy)
+		}
+		if i%3 == 0 && (o.PointsAwarded == nil || *o.PointsAwarded != int64(i)) {
+			t.Errorf("order %d: pointsAwarded %v, want %d", i, o.PointsAwarded, i)
+		}
+		if got := s.outboxEvents(t, id); !slices.Equal(got, w.outbox) {
+			t.Errorf("order %d: outbox %v, want %v", i, got, w.outbox)
+		}
+	}
+	// Batches formed: the warehouse's 140 events took far fewer transactions.
+	var events, txs int
+	if err := s.pool.QueryRow(context.Background(),
+		"SELECT count(*), count(DISTINCT xmin::text) FROM order_timeline WHERE service = 'warehouse'").Scan(&events, &txs); err != nil {
+		t.Fatal(err)
+	}
+	if txs*2 > events {
+		t.Errorf("%d warehouse events in %d transactions: not batched", events, txs)
+	}
+}

@@ -117,7 +117,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 			prune := func(ctx context.Context) error {
 				return pruneIdempotencyKeys(ctx, d.Pool, cfg.IdempotencyRetention, d.Log)
 			}
-			return service.Parts{Handler: h.handle, Routes: api.routes, Workers: []func(context.Context) error{prune}}, nil
+			return service.Parts{Batch: h.handle, Routes: api.routes, Workers: []func(context.Context) error{prune}}, nil
 		},
 	}, log)
 }

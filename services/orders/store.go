@@ -274,16 +274,7 @@ func (s *Store) cancelOrder(ctx context.Context, id uuid.UUID, reason string) (O
 // time are set here, the time to the microsecond PostgreSQL keeps, so the
 // timeline shows the same ones as the event.
 func announceCancelled(ctx context.Context, tx pgx.Tx, ob *outbox.Outbox, orderID uuid.UUID, reason string) error {
-	ev := &contract.OrderCancelled{
-		Envelope: contract.Envelope{
-			Event:      "OrderCancelled",
-			Version:    1,
-			EventID:    uuid.Must(uuid.NewV7()).String(),
-			OrderID:    orderID.String(),
-			OccurredAt: time.Now().UTC().Truncate(time.Microsecond),
-		},
-		Reason: reason,
-	}
+	ev := cancelledEvent(orderID, reason)
 	if _, err := ordersdb.New(tx).InsertTimelineEvent(ctx, ordersdb.InsertTimelineEventParams{
 		OrderID:    orderID,
 		Event:      ev.Name(),
@@ -297,6 +288,21 @@ func announceCancelled(ctx context.Context, tx pgx.Tx, ob *outbox.Outbox, orderI
 		return fmt.Errorf("write OrderCancelled: %w", err)
 	}
 	return nil
+}
+
+// cancelledEvent is the OrderCancelled of orderID for reason, with its
+// eventId and occurredAt set so the timeline can record it.
+func cancelledEvent(orderID uuid.UUID, reason string) *contract.OrderCancelled {
+	return &contract.OrderCancelled{
+		Envelope: contract.Envelope{
+			Event:      "OrderCancelled",
+			Version:    1,
+			EventID:    uuid.Must(uuid.NewV7()).String(),
+			OrderID:    orderID.String(),
+			OccurredAt: time.Now().UTC().Truncate(time.Microsecond),
+		},
+		Reason: reason,
+	}
 }
 
 func orderFromRow(row ordersdb.Order) (Order, error) {

@@ -29,24 +29,34 @@ FROM order_timeline
 WHERE order_id = $1
 ORDER BY occurred_at, id;
 
--- name: ApplyEvent :one
--- Applies one consumed event to its order in one statement. The status
--- becomes to_status only when it is one of from_statuses, so it only moves
--- forward; cancel_reason, when given, is set with it. points_awarded is set
--- when given. updated_at always moves, as the event joins the timeline;
--- clock_timestamp, not now(), because the consumer's batch transaction may
--- have begun well before this event. previous_status tells the caller
--- whether the event moved the order. No row: orders does not know it.
+-- name: LockOrders :many
+-- The orders a batch of consumed events is about, locked in id order, for
+-- the consumer to apply the batch to in memory (see consume.go).
+SELECT id, status, cancel_reason, points_awarded
+FROM orders
+WHERE id = ANY (@ids::uuid[])
+ORDER BY id
+FOR UPDATE;
+
+-- name: UpdateOrders :exec
+-- Writes back the orders a batch changed, one row each. An empty
+-- cancel_reason is NULL; clock_timestamp, not now(), because the batch's
+-- transaction may have begun a while ago.
 UPDATE orders AS o
-SET status         = CASE WHEN o.status = ANY (@from_statuses::text[]) THEN @to_status::text ELSE o.status END,
-    cancel_reason  = CASE WHEN o.status = ANY (@from_statuses::text[])
-                          THEN COALESCE(sqlc.narg(cancel_reason)::text, o.cancel_reason)
-                          ELSE o.cancel_reason END,
-    points_awarded = COALESCE(sqlc.narg(points_awarded)::bigint, o.points_awarded),
+SET status         = u.status,
+    cancel_reason  = NULLIF(u.cancel_reason, ''),
+    points_awarded = u.points_awarded,
     updated_at     = clock_timestamp()
-FROM (SELECT p.id, p.status FROM orders AS p WHERE p.id = @id FOR UPDATE) AS prev
-WHERE o.id = prev.id
-RETURNING prev.status AS previous_status, o.status;
+FROM (SELECT unnest(@ids::uuid[]) AS id, unnest(@statuses::text[]) AS status,
+             unnest(@cancel_reasons::text[]) AS cancel_reason, unnest(@points::bigint[]) AS points_awarded) AS u
+WHERE o.id = u.id;
+
+-- name: InsertTimelineEvents :exec
+-- InsertTimelineEvent for many events; those already recorded are skipped.
+INSERT INTO order_timeline (order_id, event, event_id, service, occurred_at)
+SELECT unnest(@order_ids::uuid[]), unnest(@events::text[]), unnest(@event_ids::uuid[]),
+       unnest(@services::text[]), unnest(@occurred_ats::timestamptz[])
+ON CONFLICT (event_id) DO NOTHING;
 
 -- name: CancelOrder :one
 -- Cancels an order that is placed or paid; no row when it does not exist,

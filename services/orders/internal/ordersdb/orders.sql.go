@@ -13,52 +13,6 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 )
 
-const applyEvent = `-- name: ApplyEvent :one
-UPDATE orders AS o
-SET status         = CASE WHEN o.status = ANY ($1::text[]) THEN $2::text ELSE o.status END,
-    cancel_reason  = CASE WHEN o.status = ANY ($1::text[])
-                          THEN COALESCE($3::text, o.cancel_reason)
-                          ELSE o.cancel_reason END,
-    points_awarded = COALESCE($4::bigint, o.points_awarded),
-    updated_at     = clock_timestamp()
-FROM (SELECT p.id, p.status FROM orders AS p WHERE p.id = $5 FOR UPDATE) AS prev
-WHERE o.id = prev.id
-RETURNING prev.status AS previous_status, o.status
-`
-
-type ApplyEventParams struct {
-	FromStatuses  []string
-	ToStatus      string
-	CancelReason  pgtype.Text
-	PointsAwarded pgtype.Int8
-	ID            uuid.UUID
-}
-
-type ApplyEventRow struct {
-	PreviousStatus string
-	Status         string
-}
-
-// Applies one consumed event to its order in one statement. The status
-// becomes to_status only when it is one of from_statuses, so it only moves
-// forward; cancel_reason, when given, is set with it. points_awarded is set
-// when given. updated_at always moves, as the event joins the timeline;
-// clock_timestamp, not now(), because the consumer's batch transaction may
-// have begun well before this event. previous_status tells the caller
-// whether the event moved the order. No row: orders does not know it.
-func (q *Queries) ApplyEvent(ctx context.Context, arg ApplyEventParams) (ApplyEventRow, error) {
-	row := q.db.QueryRow(ctx, applyEvent,
-		arg.FromStatuses,
-		arg.ToStatus,
-		arg.CancelReason,
-		arg.PointsAwarded,
-		arg.ID,
-	)
-	var i ApplyEventRow
-	err := row.Scan(&i.PreviousStatus, &i.Status)
-	return i, err
-}
-
 const cancelOrder = `-- name: CancelOrder :one
 UPDATE orders
 SET status = 'cancelled', cancel_reason = $1::text, updated_at = clock_timestamp()
@@ -233,6 +187,33 @@ func (q *Queries) InsertTimelineEvent(ctx context.Context, arg InsertTimelineEve
 	return result.RowsAffected(), nil
 }
 
+const insertTimelineEvents = `-- name: InsertTimelineEvents :exec
+INSERT INTO order_timeline (order_id, event, event_id, service, occurred_at)
+SELECT unnest($1::uuid[]), unnest($2::text[]), unnest($3::uuid[]),
+       unnest($4::text[]), unnest($5::timestamptz[])
+ON CONFLICT (event_id) DO NOTHING
+`
+
+type InsertTimelineEventsParams struct {
+	OrderIds    []uuid.UUID
+	Events      []string
+	EventIds    []uuid.UUID
+	Services    []string
+	OccurredAts []time.Time
+}
+
+// InsertTimelineEvent for many events; those already recorded are skipped.
+func (q *Queries) InsertTimelineEvents(ctx context.Context, arg InsertTimelineEventsParams) error {
+	_, err := q.db.Exec(ctx, insertTimelineEvents,
+		arg.OrderIds,
+		arg.Events,
+		arg.EventIds,
+		arg.Services,
+		arg.OccurredAts,
+	)
+	return err
+}
+
 const listTimeline = `-- name: ListTimeline :many
 SELECT event, event_id, service, occurred_at, recorded_at
 FROM order_timeline
@@ -274,6 +255,48 @@ func (q *Queries) ListTimeline(ctx context.Context, orderID uuid.UUID) ([]ListTi
 	return items, nil
 }
 
+const lockOrders = `-- name: LockOrders :many
+SELECT id, status, cancel_reason, points_awarded
+FROM orders
+WHERE id = ANY ($1::uuid[])
+ORDER BY id
+FOR UPDATE
+`
+
+type LockOrdersRow struct {
+	ID            uuid.UUID
+	Status        string
+	CancelReason  pgtype.Text
+	PointsAwarded int64
+}
+
+// The orders a batch of consumed events is about, locked in id order, for
+// the consumer to apply the batch to in memory (see consume.go).
+func (q *Queries) LockOrders(ctx context.Context, ids []uuid.UUID) ([]LockOrdersRow, error) {
+	rows, err := q.db.Query(ctx, lockOrders, ids)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []LockOrdersRow
+	for rows.Next() {
+		var i LockOrdersRow
+		if err := rows.Scan(
+			&i.ID,
+			&i.Status,
+			&i.CancelReason,
+			&i.PointsAwarded,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const pruneIdempotencyKeys = `-- name: PruneIdempotencyKeys :execrows
 DELETE FROM idempotency_keys
 WHERE key IN (
@@ -294,4 +317,35 @@ func (q *Queries) PruneIdempotencyKeys(ctx context.Context, arg PruneIdempotency
 		return 0, err
 	}
 	return result.RowsAffected(), nil
+}
+
+const updateOrders = `-- name: UpdateOrders :exec
+UPDATE orders AS o
+SET status         = u.status,
+    cancel_reason  = NULLIF(u.cancel_reason, ''),
+    points_awarded = u.points_awarded,
+    updated_at     = clock_timestamp()
+FROM (SELECT unnest($1::uuid[]) AS id, unnest($2::text[]) AS status,
+             unnest($3::text[]) AS cancel_reason, unnest($4::bigint[]) AS points_awarded) AS u
+WHERE o.id = u.id
+`
+
+type UpdateOrdersParams struct {
+	Ids           []uuid.UUID
+	Statuses      []string
+	CancelReasons []string
+	Points        []int64
+}
+
+// Writes back the orders a batch changed, one row each. An empty
+// cancel_reason is NULL; clock_timestamp, not now(), because the batch's
+// transaction may have begun a while ago.
+func (q *Queries) UpdateOrders(ctx context.Context, arg UpdateOrdersParams) error {
+	_, err := q.db.Exec(ctx, updateOrders,
+		arg.Ids,
+		arg.Statuses,
+		arg.CancelReasons,
+		arg.Points,
+	)
+	return err
 }
