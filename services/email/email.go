@@ -6,7 +6,7 @@
 // publishes them to RabbitMQ (exchange "email", queue "email.send"; see
 // package rabbit for the retry and dead-letter queues) with publisher
 // confirms, and the queue worker sends each over SMTP (SMTP_ADDR), or, when
-// that is unset, writes it as an .eml file under .data/mail.
+// that is unset, appends it to the mbox file .data/mail/orderflow.mbox.
 //
 // Guarantees: one task per event; a task is acked only after its email was
 // accepted by the SMTP server and recorded as sent, or after it was parked
@@ -24,6 +24,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/mail"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -46,8 +47,8 @@ var migrations embed.FS
 type Config struct {
 	service.Config
 	AMQPURL     string          // RabbitMQ; default amqp://guest:guest@localhost:5672/
-	SMTPAddr    string          // host:port of the SMTP server; empty writes .eml files to MailDir
-	MailDir     string          // default .data/mail
+	SMTPAddr    string          // host:port of the SMTP server; empty appends to MailDir/orderflow.mbox
+	MailDir     string          // where the mbox is; default .data/mail
 	From        string          // the From header; default "Orderflow <orders@orderflow.local>"
 	MaxAttempts int             // sends per task before it is parked; default 5
 	Prefetch    int             // unacked messages per worker, sent concurrently; default 20
@@ -177,13 +178,20 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	defer pub.Close() // before conn.Close: ends the publisher's return watch
 	log.Info("email settings", "smtp_addr", cfg.SMTPAddr, "mail_dir", cfg.MailDir, "max_attempts", cfg.MaxAttempts,
 		"prefetch", cfg.Prefetch, "retry_delays", fmt.Sprint(cfg.RetryDelays), "queue", topo.Queue)
-	var m mailer = dirMailer{dir: cfg.MailDir}
+	var m mailer
 	if cfg.SMTPAddr != "" {
 		// A send in progress at shutdown gets half the shutdown timeout to
 		// end; the rest leaves room for its sent record and its ack.
 		sm := newSMTPMailer(cfg.SMTPAddr, cfg.Prefetch, cfg.ShutdownTimeout/2)
 		defer sm.close()
 		m = sm
+	} else {
+		mb, err := openMbox(cfg.MailDir)
+		if err != nil {
+			return fmt.Errorf("SMTP_ADDR unset, so mail goes to %s: %w", filepath.Join(cfg.MailDir, mboxName), err)
+		}
+		defer mb.close()
+		m = mb
 	}
 	return service.Run(ctx, cfg.Config, service.Spec{
 		Migrations: service.Sub(migrations, "migrations"),

@@ -10,8 +10,6 @@ import (
 	"mime/quotedprintable"
 	"net"
 	"net/textproto"
-	"os"
-	"path/filepath"
 	"sync"
 	"time"
 
@@ -237,46 +235,6 @@ func (c *smtpConn) bind(ctx context.Context) (unbind func() bool) {
 		c.setLimit(time.Time{})
 		return true
 	}
-}
-
-// dirMailer writes each message to dir as <Message-ID's task id>.eml, for
-// running without an SMTP server. Writing the same task again replaces the
-// file: one file per task, whatever is redelivered.
-type dirMailer struct{ dir string }
-
-func (d dirMailer) send(_ context.Context, _, _ string, msg []byte) error {
-	if err := os.MkdirAll(d.dir, 0o755); err != nil {
-		return err
-	}
-	id := messageIDOf(msg)
-	tmp, err := os.CreateTemp(d.dir, ".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(msg); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), filepath.Join(d.dir, id+".eml"))
-}
-
-// messageIDOf reads the task id back from a message built by buildMessage.
-func messageIDOf(msg []byte) string {
-	const p = "Message-ID: <"
-	i := bytes.Index(msg, []byte(p))
-	if i < 0 {
-		return fmt.Sprint(time.Now().UnixNano())
-	}
-	rest := msg[i+len(p):]
-	j := bytes.IndexByte(rest, '@')
-	if j < 0 {
-		return fmt.Sprint(time.Now().UnixNano())
-	}
-	return string(rest[:j])
 }
 
 // safeCorrelationID is id when it is a valid correlation id, else empty:
