@@ -7,7 +7,13 @@
 // Guarantees: at most one capture per order whatever is redelivered (the
 // payment row is keyed by order id and written in the same transaction as
 // the inbox row and the outbox event); a cancellation seen before the
-// order's OrderPlaced is remembered, and that order is then never charged.
+// order's OrderPlaced is remembered, and that order is then never charged;
+// a payment's status only moves forward (captured to refunded). The
+// consumer hands payments whole batches of records (consumer.BatchHandler):
+// a batch's effects are exactly those of its records applied one by one in
+// offset order, also when one order has several records in it, and cost a
+// handful of statements per batch rather than a few per record (consume.go,
+// handler.handle).
 package payments
 
 import (
@@ -97,9 +103,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		Topics:     []string{contract.TopicOrders, contract.TopicWarehouse},
 		Events:     handled,
 		Setup: func(d service.Deps) (service.Parts, error) {
-			h := &handler{outbox: d.Outbox, flaky: newFlakyGateway(), fraudLimitCents: cfg.FraudLimitCents, log: d.Log}
+			h := &handler{outbox: d.Outbox, flaky: newFlakyGateway(), fraudLimitCents: cfg.FraudLimitCents}
 			api := &api{pool: d.Pool, log: d.Log}
-			return service.Parts{Handler: h.handle, Routes: api.routes}, nil
+			return service.Parts{Batch: h.handle, Routes: api.routes}, nil
 		},
 	}, log)
 }

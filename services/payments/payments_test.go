@@ -17,7 +17,7 @@ func TestConfigFromEnv(t *testing.T) {
 		t.Fatal(err)
 	}
 	if cfg.HTTPAddr != ":8081" || cfg.Database != "orderflow_payments" || cfg.FraudLimitCents != 1_000_000 ||
-		len(cfg.Brokers) != 1 || cfg.Brokers[0] != service.DefaultBroker || cfg.MaxConns != 16 {
+		len(cfg.Brokers) != 1 || cfg.Brokers[0] != service.DefaultBroker || cfg.MaxConns != service.DefaultMaxConns {
 		t.Errorf("defaults: %+v", cfg)
 	}
 

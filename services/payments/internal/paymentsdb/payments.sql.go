@@ -13,35 +13,45 @@ import (
 
 const flagCancelled = `-- name: FlagCancelled :exec
 INSERT INTO order_flags (order_id, cancelled, cancel_reason)
-VALUES ($1, true, $2)
+SELECT unnest($1::uuid[]), true, unnest($2::text[])
 ON CONFLICT (order_id) DO NOTHING
 `
 
 type FlagCancelledParams struct {
-	OrderID      uuid.UUID
-	CancelReason string
+	OrderIds      []uuid.UUID
+	CancelReasons []string
 }
 
-// The first cancellation's reason is kept.
+// Remembers the cancellations of orders without a payment; the first
+// cancellation's reason is kept.
 func (q *Queries) FlagCancelled(ctx context.Context, arg FlagCancelledParams) error {
-	_, err := q.db.Exec(ctx, flagCancelled, arg.OrderID, arg.CancelReason)
+	_, err := q.db.Exec(ctx, flagCancelled, arg.OrderIds, arg.CancelReasons)
 	return err
 }
 
-const getOrderFlags = `-- name: GetOrderFlags :one
-SELECT order_id, cancelled, cancel_reason, created_at FROM order_flags WHERE order_id = $1
+const getCancelledOrders = `-- name: GetCancelledOrders :many
+SELECT order_id FROM order_flags WHERE order_id = ANY($1::uuid[]) AND cancelled
 `
 
-func (q *Queries) GetOrderFlags(ctx context.Context, orderID uuid.UUID) (OrderFlag, error) {
-	row := q.db.QueryRow(ctx, getOrderFlags, orderID)
-	var i OrderFlag
-	err := row.Scan(
-		&i.OrderID,
-		&i.Cancelled,
-		&i.CancelReason,
-		&i.CreatedAt,
-	)
-	return i, err
+// The orders of a batch whose cancellation was seen before any payment.
+func (q *Queries) GetCancelledOrders(ctx context.Context, orderIds []uuid.UUID) ([]uuid.UUID, error) {
+	rows, err := q.db.Query(ctx, getCancelledOrders, orderIds)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []uuid.UUID
+	for rows.Next() {
+		var order_id uuid.UUID
+		if err := rows.Scan(&order_id); err != nil {
+			return nil, err
+		}
+		items = append(items, order_id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
 }
 
 const getPayment = `-- name: GetPayment :one
@@ -68,84 +78,81 @@ func (q *Queries) GetPayment(ctx context.Context, orderID uuid.UUID) (Payment, e
 	return i, err
 }
 
-const insertPayment = `-- name: InsertPayment :one
-INSERT INTO payments (order_id, payment_id, customer_id, email, amount_cents, currency, items, status, reason, attempts)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
-RETURNING order_id, payment_id, customer_id, email, amount_cents, currency, items, status, reason, attempts, created_at, updated_at
+const getPayments = `-- name: GetPayments :many
+SELECT order_id, payment_id, customer_id, email, amount_cents, currency, items, status, reason, attempts, created_at, updated_at FROM payments WHERE order_id = ANY($1::uuid[])
 `
 
-type InsertPaymentParams struct {
-	OrderID     uuid.UUID
-	PaymentID   uuid.UUID
-	CustomerID  string
-	Email       string
-	AmountCents int64
-	Currency    string
-	Items       []byte
-	Status      string
-	Reason      string
-	Attempts    int32
+// The payments of the orders of a batch that have one.
+func (q *Queries) GetPayments(ctx context.Context, orderIds []uuid.UUID) ([]Payment, error) {
+	rows, err := q.db.Query(ctx, getPayments, orderIds)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []Payment
+	for rows.Next() {
+		var i Payment
+		if err := rows.Scan(
+			&i.OrderID,
+			&i.PaymentID,
+			&i.CustomerID,
+			&i.Email,
+			&i.AmountCents,
+			&i.Currency,
+			&i.Items,
+			&i.Status,
+			&i.Reason,
+			&i.Attempts,
+			&i.CreatedAt,
+			&i.UpdatedAt,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
 }
 
-func (q *Queries) InsertPayment(ctx context.Context, arg InsertPaymentParams) (Payment, error) {
-	row := q.db.QueryRow(ctx, insertPayment,
-		arg.OrderID,
-		arg.PaymentID,
-		arg.CustomerID,
-		arg.Email,
+const savePayments = `-- name: SavePayments :exec
+INSERT INTO payments (order_id, payment_id, customer_id, email, amount_cents, currency, items, status, reason, attempts)
+SELECT unnest($1::uuid[]), unnest($2::uuid[]), unnest($3::text[]),
+       unnest($4::text[]), unnest($5::bigint[]), unnest($6::text[]),
+       unnest($7::text[])::jsonb, unnest($8::text[]), unnest($9::text[]), unnest($10::int[])
+ON CONFLICT (order_id) DO UPDATE SET status = excluded.status, reason = excluded.reason, updated_at = now()
+WHERE payments.status = 'captured' AND excluded.status = 'refunded'
+`
+
+type SavePaymentsParams struct {
+	OrderIds    []uuid.UUID
+	PaymentIds  []uuid.UUID
+	CustomerIds []string
+	Emails      []string
+	AmountCents []int64
+	Currencies  []string
+	Items       []string
+	Statuses    []string
+	Reasons     []string
+	Attempts    []int32
+}
+
+// Writes a batch's payments, one row per order: a new one is inserted; an
+// existing one can only go from captured to refunded (status moves
+// forward), which sets its status, reason and updated_at and keeps the rest.
+func (q *Queries) SavePayments(ctx context.Context, arg SavePaymentsParams) error {
+	_, err := q.db.Exec(ctx, savePayments,
+		arg.OrderIds,
+		arg.PaymentIds,
+		arg.CustomerIds,
+		arg.Emails,
 		arg.AmountCents,
-		arg.Currency,
+		arg.Currencies,
 		arg.Items,
-		arg.Status,
-		arg.Reason,
+		arg.Statuses,
+		arg.Reasons,
 		arg.Attempts,
 	)
-	var i Payment
-	err := row.Scan(
-		&i.OrderID,
-		&i.PaymentID,
-		&i.CustomerID,
-		&i.Email,
-		&i.AmountCents,
-		&i.Currency,
-		&i.Items,
-		&i.Status,
-		&i.Reason,
-		&i.Attempts,
-		&i.CreatedAt,
-		&i.UpdatedAt,
-	)
-	return i, err
-}
-
-const refundPayment = `-- name: RefundPayment :one
-UPDATE payments SET status = 'refunded', reason = $2, updated_at = now()
-WHERE order_id = $1 AND status = 'captured'
-RETURNING order_id, payment_id, customer_id, email, amount_cents, currency, items, status, reason, attempts, created_at, updated_at
-`
-
-type RefundPaymentParams struct {
-	OrderID uuid.UUID
-	Reason  string
-}
-
-// Refunds a captured payment; no row when it is not captured.
-func (q *Queries) RefundPayment(ctx context.Context, arg RefundPaymentParams) (Payment, error) {
-	row := q.db.QueryRow(ctx, refundPayment, arg.OrderID, arg.Reason)
-	var i Payment
-	err := row.Scan(
-		&i.OrderID,
-		&i.PaymentID,
-		&i.CustomerID,
-		&i.Email,
-		&i.AmountCents,
-		&i.Currency,
-		&i.Items,
-		&i.Status,
-		&i.Reason,
-		&i.Attempts,
-		&i.CreatedAt,
-		&i.UpdatedAt,
-	)
-	return i, err
+	return err
 }
