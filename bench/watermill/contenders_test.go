@@ -32,7 +32,8 @@ type contender struct {
 // relay is a contender set up on a fresh database of its own, not yet
 // relaying.
 type relay struct {
-	topic string // where write's events go
+	database string // its database's name
+	topic    string // where write's events go
 	// write commits one producing transaction with one event keyed
 	// orderID, and returns when it committed.
 	write func(ctx context.Context, orderID string) (time.Time, error)
@@ -74,7 +75,8 @@ func sampleEvent(orderID string) *contract.OrderPlaced {
 func orderflowRelay(tb testing.TB, brokers []string) *relay {
 	tb.Helper()
 	ctx := context.Background()
-	pool := openPool(tb, newDatabase(tb), producerConns)
+	url, db := newDatabase(tb)
+	pool := openPool(tb, url, producerConns)
 	if err := outbox.Migrate(ctx, pool); err != nil {
 		tb.Fatal(err)
 	}
@@ -102,7 +104,7 @@ func orderflowRelay(tb testing.TB, brokers []string) *relay {
 			return err
 		})
 	}
-	return &relay{topic: contract.TopicOrders, write: write, fill: fill, run: o.Run}
+	return &relay{database: db, topic: contract.TopicOrders, write: write, fill: fill, run: o.Run}
 }
 
 // The Watermill side: producers write through the forwarder's publisher
@@ -120,7 +122,7 @@ const (
 // rows a select).
 func watermillRelay(tb testing.TB, brokers []string, tuned bool) *relay {
 	tb.Helper()
-	url := newDatabase(tb)
+	url, db := newDatabase(tb)
 	pool := openPool(tb, url, producerConns)
 	logger := watermill.NopLogger{}
 
@@ -206,7 +208,7 @@ func watermillRelay(tb testing.TB, brokers []string, tuned bool) *relay {
 		}
 		return err
 	}
-	return &relay{topic: watermillTopic, write: write, fill: fill, run: run}
+	return &relay{database: db, topic: watermillTopic, write: write, fill: fill, run: run}
 }
 
 // saramaConfig is watermill-kafka's default sync publisher config. Its

@@ -4,12 +4,14 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
 	"os"
 	"slices"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -27,12 +29,12 @@ func serverURL() string {
 }
 
 // newDatabase creates an empty database, dropped when tb ends, and returns
-// its URL.
-func newDatabase(tb testing.TB) string {
+// its URL and name.
+func newDatabase(tb testing.TB) (url, name string) {
 	tb.Helper()
 	b := make([]byte, 6)
 	_, _ = rand.Read(b)
-	name := "orderflow_bench_wm_" + hex.EncodeToString(b)
+	name = "orderflow_bench_wm_" + hex.EncodeToString(b)
 	url, err := postgres.EnsureDatabase(context.Background(), serverURL(), name)
 	if err != nil {
 		tb.Fatalf("create database: %v (is PostgreSQL running? see README)", err)
@@ -42,7 +44,7 @@ func newDatabase(tb testing.TB) string {
 			tb.Logf("drop %s: %v", name, err)
 		}
 	})
-	return url
+	return url, name
 }
 
 // openPool opens a pool of at most maxConns connections on url, closed when
@@ -202,3 +204,66 @@ func quantile(sorted []time.Duration, q float64) time.Duration {
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// horizonWatch samples, every 10 ms while a phase runs, the oldest
+// transaction that holds a transaction id in another database of the
+// server. Both relays publish only rows older than every running
+// transaction (pg_snapshot_xmin is server-wide), so such a transaction holds
+// back both: on a server shared with other tests it, not the relay, sets
+// the tail latency.
+type horizonWatch struct {
+	stop context.CancelFunc
+	done chan struct{}
+
+	oldest  time.Duration // the oldest seen
+	samples int
+	held    int // samples with one open longer than heldOver
+}
+
+const heldOver = 10 * time.Millisecond
+
+// watchHorizon starts sampling; the database of the phase (own) is not
+// counted.
+func watchHorizon(tb testing.TB, own string) *horizonWatch {
+	tb.Helper()
+	ctx, stop := context.WithCancel(context.Background())
+	conn, err := pgx.Connect(ctx, serverURL())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	w := &horizonWatch{stop: stop, done: make(chan struct{})}
+	go func() {
+		defer close(w.done)
+		defer conn.Close(context.Background())
+		for ctx.Err() == nil {
+			var secs float64
+			err := conn.QueryRow(ctx, `SELECT coalesce(extract(epoch FROM max(now() - xact_start)), 0)
+				FROM pg_stat_activity
+				WHERE backend_xid IS NOT NULL AND pid <> pg_backend_pid() AND datname IS DISTINCT FROM $1`, own).Scan(&secs)
+			if err == nil {
+				age := time.Duration(secs * float64(time.Second))
+				w.oldest = max(w.oldest, age)
+				w.samples++
+				if age > heldOver {
+					w.held++
+				}
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}()
+	return w
+}
+
+// end stops sampling; the figures may be read after it.
+func (w *horizonWatch) end() {
+	w.stop()
+	<-w.done
+}
+
+func (w *horizonWatch) String() string {
+	if w.samples == 0 {
+		return "foreign transactions: not sampled"
+	}
+	return fmt.Sprintf("foreign transactions: oldest %.0f ms, one over %v in %.0f%% of samples",
+		ms(w.oldest), heldOver, 100*float64(w.held)/float64(w.samples))
+}
