@@ -1,11 +1,34 @@
 package warehouse
 
+// Consuming. The consumer runner (package consumer) hands warehouse whole
+// batches of one partition's records in offset order, having locked their
+// orders (outbox.LockKey, so one order's transactions, including a firing
+// of its ship timer, serialize) and claimed their events in the inbox, in
+// the transaction the handler runs in. The handler applies a batch with a
+// statement per table, not a few per record:
+//
+//  1. the batch's shipments, with the reserved lines of scheduled picks
+//     (GetShipments);
+//  2. the stock rows of every SKU the batch may reserve or release, locked
+//     in one statement in SKU order (lockStock);
+//  3. each record applied in offset order to that state in memory, so
+//     several records of one order, or many orders after the last units of
+//     a SKU, end exactly as if applied one by one;
+//  4. the changes written back: the stock, the shipments and their lines
+//     (AddStock, UpsertShipments, UpsertLines), the ship timers scheduled
+//     and cancelled (timer.ScheduleAll, timer.CancelAll) and the events
+//     (one outbox.Batch).
+//
+// A record that cannot be handled (undecodable, or a string PostgreSQL
+// cannot store) is named with a consumer.RecordError wrapping
+// consumer.ErrPermanent: the records before it commit, it is
+// dead-lettered, and the rest go on in the next batch.
+
 import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -14,7 +37,6 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/orderflow/orderflow/pkg/events/consumer"
 	"github.com/orderflow/orderflow/pkg/events/contract"
@@ -52,265 +74,393 @@ type handler struct {
 	log          *slog.Logger
 }
 
-// handled are the events handle acts on, one case each; the consumer
-// passes over the rest of the topics without a transaction.
+// handled are the events handle acts on; the consumer passes over the rest
+// of the topics without a transaction.
 var handled = []string{"PaymentCaptured", "OrderCancelled"}
 
-// handle is the consumer.Handler: it routes by event name. The runner has
-// taken the order's lock (outbox.LockKey), so one order's transactions,
-// including a firing of its ship timer, serialize. Events warehouse has no
-// business with are ignored.
-func (h *handler) handle(ctx context.Context, tx pgx.Tx, msg consumer.Message) error {
-	switch msg.Envelope.Event {
+// record is one consumed event as the handler needs it.
+type record struct {
+	ctx     context.Context // the message's, with its correlation id
+	name    string          // PaymentCaptured or OrderCancelled; "" for another event
+	key     string          // the orderId as the event carries it: the order's lock and timer key
+	orderID uuid.UUID
+	lines   []line // PaymentCaptured's items, one per SKU (see lines)
+	reason  string // OrderCancelled's
+}
+
+// line is one SKU of an order and its units.
+type line struct {
+	sku      string
+	quantity int64
+}
+
+// shipment is one order's shipment as the batch has it so far.
+type shipment struct {
+	status       string
+	pickID       uuid.UUID // uuid.Nil: no pick
+	cancelReason string
+	lines        []line // reserved while scheduled; else only those the batch writes
+	changed      bool   // the row is to be written
+	linesChanged bool   // its lines are to be written
+}
+
+// batch is the state one handle call works on and writes back.
+type batch struct {
+	shipments map[uuid.UUID]*shipment
+	changed   []uuid.UUID      // orders whose shipment changed, in the order first changed
+	available map[string]int64 // locked stock rows, as the batch leaves them
+	locked    map[string]int64 // the same, as they were locked
+	schedule  []timer.Entry
+	cancel    []record // OrderCancelled of scheduled picks, whose timers are cancelled
+	out       outbox.Batch
+}
+
+// handle is the consumer.BatchHandler: see "Consuming" above. Events
+// warehouse has no business with are ignored.
+func (h *handler) handle(ctx context.Context, tx pgx.Tx, msgs []consumer.Message) error {
+	recs := make([]record, len(msgs))
+	for i, msg := range msgs {
+		r, err := decode(msg.Context(ctx), msg)
+		if err != nil {
+			return &consumer.RecordError{Index: i, Err: err}
+		}
+		recs[i] = r
+	}
+	q := warehousedb.New(tx)
+	b, err := h.load(ctx, q, recs)
+	if err != nil {
+		return err
+	}
+	for i, r := range recs {
+		var err error
+		switch r.name {
+		case "PaymentCaptured":
+			err = h.reserve(b, r)
+		case "OrderCancelled":
+			err = h.cancel(b, r)
+		}
+		if err != nil {
+			return &consumer.RecordError{Index: i, Err: err}
+		}
+	}
+	return h.write(ctx, tx, q, b)
+}
+
+// decode reads msg's event into a record. Its errors wrap
+// consumer.ErrPermanent: no retry can fix them.
+func decode(ctx context.Context, msg consumer.Message) (record, error) {
+	r := record{ctx: ctx, name: msg.Envelope.Event}
+	var strs []string // what goes into text columns
+	switch r.name {
 	case "PaymentCaptured":
 		var ev contract.PaymentCaptured
 		if err := msg.Decode(&ev); err != nil {
-			return err
+			return record{}, err
 		}
-		return h.paymentCaptured(ctx, tx, &ev)
+		r.key, r.lines = ev.OrderID, lines(ev.Items)
+		for _, l := range r.lines {
+			strs = append(strs, l.sku)
+		}
 	case "OrderCancelled":
 		var ev contract.OrderCancelled
 		if err := msg.Decode(&ev); err != nil {
-			return err
+			return record{}, err
 		}
-		return h.orderCancelled(ctx, tx, &ev)
+		r.key, r.reason = ev.OrderID, ev.Reason
+		strs = append(strs, ev.Reason)
 	default:
-		return nil
+		return record{}, nil
 	}
-}
-
-// prepare is the consumer's Prepare for a batch: it locks the stock rows of
-// every PaymentCaptured in the batch at once, in SKU order, before any
-// handler runs. The handlers then find their rows held (at or below the
-// transaction's greatest locked SKU, so lockStock takes them with NOWAIT,
-// instantly) and the batch is not split at every SKU that sorts below an
-// earlier order's; batches on other partitions wait for it as a whole, in
-// the same order, and never deadlock with it.
-func (h *handler) prepare(ctx context.Context, tx pgx.Tx, msgs []consumer.Message) error {
-	var skus []string
-	for _, msg := range msgs {
-		if msg.Envelope.Event != "PaymentCaptured" {
-			continue
-		}
-		var ev contract.PaymentCaptured
-		if err := msg.Decode(&ev); err != nil {
-			return err
-		}
-		for _, it := range ev.Items {
-			skus = append(skus, it.SKU)
+	var err error
+	if r.orderID, err = consumer.ParseOrderID(r.key); err != nil {
+		return record{}, err
+	}
+	// The schemas allow NUL; a text column does not, and the batch's
+	// statements would fail as a whole without saying which record.
+	for _, s := range strs {
+		if strings.ContainsRune(s, 0) {
+			return record{}, fmt.Errorf("%s: %q holds a NUL, which PostgreSQL cannot store: %w", r.name, s, consumer.ErrPermanent)
 		}
 	}
-	slices.Sort(skus)
-	return lockStock(ctx, warehousedb.New(tx), slices.Compact(skus), h.defaultStock)
+	return r, nil
 }
 
-// lines adds up the quantities of items per SKU and returns the SKUs in
-// byte order (the stock lock order) with their quantities.
-func lines(items []contract.Item) (skus []string, quantities []int64) {
-	sum := make(map[string]int64, len(items))
+// lines adds up the quantities of items per SKU, in byte order of SKU.
+func lines(items []contract.Item) []line {
+	var ls []line
+	at := make(map[string]int, len(items))
 	for _, it := range items {
-		sum[it.SKU] += int64(it.Quantity)
+		i, ok := at[it.SKU]
+		if !ok {
+			i = len(ls)
+			at[it.SKU] = i
+			ls = append(ls, line{sku: it.SKU})
+		}
+		ls[i].quantity += int64(it.Quantity)
 	}
-	skus = make([]string, 0, len(sum))
-	for sku := range sum {
-		skus = append(skus, sku)
-	}
-	slices.Sort(skus)
-	quantities = make([]int64, len(skus))
-	for i, sku := range skus {
-		quantities[i] = sum[sku]
-	}
-	return skus, quantities
+	slices.SortFunc(ls, func(a, b line) int { return strings.Compare(a.sku, b.sku) })
+	return ls
 }
 
-// paymentCaptured reserves the order's items all or nothing. Enough stock:
-// the units leave available, a pick is scheduled with its ship timer, and
-// PickScheduled is emitted. Not enough of any SKU: nothing is reserved, the
-// shipment is recorded unavailable and StockUnavailable names the short
-// SKUs. An order warehouse has decided on already (a redelivery, or a
-// cancellation that came first) changes nothing.
-func (h *handler) paymentCaptured(ctx context.Context, tx pgx.Tx, ev *contract.PaymentCaptured) error {
-	orderID, err := consumer.ParseOrderID(ev.OrderID)
-	if err != nil {
-		return err
+// load reads the batch's shipments and locks the stock rows its records
+// may change: the items of each PaymentCaptured of an order without a
+// shipment, and the reserved lines of each scheduled pick an
+// OrderCancelled cancels.
+func (h *handler) load(ctx context.Context, q *warehousedb.Queries, recs []record) (*batch, error) {
+	ids := make([]uuid.UUID, 0, len(recs))
+	for _, r := range recs {
+		if r.name != "" {
+			ids = append(ids, r.orderID)
+		}
 	}
-	q := warehousedb.New(tx)
-	if s, err := q.GetShipment(ctx, orderID); err == nil {
-		if s.Status == statusCancelled && !s.PickID.Valid {
-			h.log.InfoContext(ctx, "payment captured for an order cancelled before: nothing reserved", "order_id", ev.OrderID)
+	rows, err := q.GetShipments(ctx, ids)
+	if err != nil {
+		return nil, fmt.Errorf("get %d shipments: %w", len(ids), err)
+	}
+	b := &batch{shipments: make(map[uuid.UUID]*shipment, len(ids))}
+	for _, row := range rows {
+		s := b.shipments[row.OrderID]
+		if s == nil {
+			s = &shipment{status: row.Status, pickID: row.PickID.Bytes}
+			b.shipments[row.OrderID] = s
+		}
+		if row.Sku.Valid {
+			s.lines = append(s.lines, line{sku: row.Sku.String, quantity: row.Quantity.Int64})
+		}
+	}
+	var skus []string
+	for _, r := range recs {
+		var ls []line
+		switch s := b.shipments[r.orderID]; {
+		case r.name == "PaymentCaptured" && s == nil:
+			ls = r.lines
+		case r.name == "OrderCancelled" && s != nil && s.status == statusScheduled:
+			ls = s.lines
+		}
+		for _, l := range ls {
+			skus = append(skus, l.sku)
+		}
+	}
+	if b.locked, err = lockStock(ctx, q, skus, h.defaultStock); err != nil {
+		return nil, err
+	}
+	b.available = make(map[string]int64, len(b.locked))
+	for sku, n := range b.locked {
+		b.available[sku] = n
+	}
+	return b, nil
+}
+
+// change records that s, the shipment of orderID, is to be written.
+func (b *batch) change(orderID uuid.UUID, s *shipment) {
+	b.shipments[orderID] = s
+	if !s.changed {
+		s.changed = true
+		b.changed = append(b.changed, orderID)
+	}
+}
+
+// reserve applies a PaymentCaptured: the order's items are reserved all
+// or nothing. Enough stock: the units leave available, a pick is
+// scheduled with its ship timer, and PickScheduled is emitted. Not enough
+// of any SKU: nothing is reserved, the shipment is recorded unavailable
+// and StockUnavailable names the short SKUs in byte order. An order
+// warehouse has decided on already (a cancellation that came first, or a
+// second capture) changes nothing.
+func (h *handler) reserve(b *batch, r record) error {
+	if s := b.shipments[r.orderID]; s != nil {
+		if s.status == statusCancelled && s.pickID == uuid.Nil {
+			h.log.InfoContext(r.ctx, "payment captured for an order cancelled before: nothing reserved", "order_id", r.key)
 		}
 		return nil
-	} else if !errors.Is(err, pgx.ErrNoRows) {
-		return fmt.Errorf("get shipment: %w", err)
 	}
-
-	skus, quantities := lines(ev.Items)
-	if err := lockStock(ctx, q, skus, h.defaultStock); err != nil {
-		return err
-	}
-	levels, err := q.GetStockLevels(ctx, skus)
-	if err != nil {
-		return fmt.Errorf("get stock levels: %w", err)
-	}
-	available := make(map[string]int64, len(levels))
-	for _, l := range levels {
-		available[l.Sku] = l.Available
-	}
+	s := &shipment{lines: r.lines, linesChanged: true}
 	var short []string
-	for i, sku := range skus {
-		if available[sku] < quantities[i] {
-			short = append(short, sku)
+	for _, l := range r.lines {
+		if b.available[l.sku] < l.quantity {
+			short = append(short, l.sku)
 		}
 	}
-
 	if len(short) > 0 {
-		if err := h.insertShipment(ctx, q, orderID, statusUnavailable, uuid.Nil, skus, quantities); err != nil {
-			return err
-		}
-		out := &contract.StockUnavailable{
-			Envelope: contract.Envelope{Event: "StockUnavailable", OrderID: ev.OrderID},
+		s.status = statusUnavailable
+		b.change(r.orderID, s)
+		return b.out.Add(r.ctx, &contract.StockUnavailable{
+			Envelope: contract.Envelope{Event: "StockUnavailable", OrderID: r.key},
 			SKUs:     short,
-		}
-		if err := h.outbox.Write(ctx, tx, out); err != nil {
-			return fmt.Errorf("write StockUnavailable: %w", err)
-		}
-		return nil
+		})
 	}
-
-	deltas := make([]int64, len(quantities))
-	for i, n := range quantities {
-		deltas[i] = -n
-	}
-	if err := q.AddStock(ctx, warehousedb.AddStockParams{Skus: skus, Deltas: deltas}); err != nil {
-		return fmt.Errorf("reserve stock: %w", err)
+	for _, l := range r.lines {
+		b.available[l.sku] -= l.quantity
 	}
 	pickID, err := uuid.NewV7()
 	if err != nil {
 		return fmt.Errorf("new pick id: %w", err)
 	}
-	if err := h.insertShipment(ctx, q, orderID, statusScheduled, pickID, skus, quantities); err != nil {
-		return err
-	}
+	s.status, s.pickID = statusScheduled, pickID
+	b.change(r.orderID, s)
 	payload, err := json.Marshal(shipPayload{
 		PickID:        pickID,
-		CorrelationID: correlation.ID(ctx),
-		Traceparent:   correlation.Traceparent(ctx),
+		CorrelationID: correlation.ID(r.ctx),
+		Traceparent:   correlation.Traceparent(r.ctx),
 	})
 	if err != nil {
 		return fmt.Errorf("encode ship timer: %w", err)
 	}
 	// The key is the orderId as the events carry it: the string the
 	// consumer locks, so the timer worker takes the same lock.
-	if _, err := timer.Schedule(ctx, tx, timerShip, ev.OrderID, time.Now().Add(h.shipDelay), payload); err != nil {
-		return err
-	}
-	out := &contract.PickScheduled{
-		Envelope: contract.Envelope{Event: "PickScheduled", OrderID: ev.OrderID},
+	b.schedule = append(b.schedule, timer.Entry{Kind: timerShip, Key: r.key, Due: time.Now().Add(h.shipDelay), Payload: payload})
+	return b.out.Add(r.ctx, &contract.PickScheduled{
+		Envelope: contract.Envelope{Event: "PickScheduled", OrderID: r.key},
 		PickID:   pickID.String(),
-	}
-	if err := h.outbox.Write(ctx, tx, out); err != nil {
-		return fmt.Errorf("write PickScheduled: %w", err)
-	}
-	return nil
+	})
 }
 
-// insertShipment records the order's outcome and its lines; the lines
-// count as reserved while the pick is scheduled.
-func (h *handler) insertShipment(ctx context.Context, q *warehousedb.Queries, orderID uuid.UUID, status string,
-	pickID uuid.UUID, skus []string, quantities []int64) error {
-	err := q.InsertShipment(ctx, warehousedb.InsertShipmentParams{
-		OrderID: orderID,
-		Status:  status,
-		PickID:  pgtype.UUID{Bytes: pickID, Valid: pickID != uuid.Nil},
-	})
-	if err != nil {
-		return fmt.Errorf("insert shipment: %w", err)
-	}
-	err = q.InsertLines(ctx, warehousedb.InsertLinesParams{
-		OrderID: orderID, Skus: skus, Quantities: quantities, Reserved: status == statusScheduled,
-	})
-	if err != nil {
-		return fmt.Errorf("insert shipment lines: %w", err)
-	}
-	return nil
-}
-
-// orderCancelled cancels a scheduled pick: its ship timer is cancelled,
-// its units return to available, and PickCancelled is emitted. With no
-// shipment yet, the cancellation is remembered so the later PaymentCaptured
-// reserves nothing. A shipped, unavailable or already cancelled order
-// stays as it is.
-func (h *handler) orderCancelled(ctx context.Context, tx pgx.Tx, ev *contract.OrderCancelled) error {
-	orderID, err := consumer.ParseOrderID(ev.OrderID)
-	if err != nil {
-		return err
-	}
-	q := warehousedb.New(tx)
-	s, err := q.GetShipment(ctx, orderID)
-	if errors.Is(err, pgx.ErrNoRows) {
-		if err := q.FlagCancelled(ctx, warehousedb.FlagCancelledParams{OrderID: orderID, CancelReason: ev.Reason}); err != nil {
-			return fmt.Errorf("flag cancelled: %w", err)
-		}
+// cancel applies an OrderCancelled: a scheduled pick is cancelled, its
+// ship timer too, its units return to available, and PickCancelled is
+// emitted. With no shipment yet, the cancellation is remembered so the
+// later PaymentCaptured reserves nothing. A shipped, unavailable or
+// already cancelled order stays as it is.
+func (h *handler) cancel(b *batch, r record) error {
+	s := b.shipments[r.orderID]
+	switch {
+	case s == nil:
+		b.change(r.orderID, &shipment{status: statusCancelled, cancelReason: r.reason})
+		return nil
+	case s.status == statusShipped:
+		h.log.InfoContext(r.ctx, "order cancelled after its pick shipped: nothing to cancel", "order_id", r.key)
+		return nil
+	case s.status != statusScheduled: // unavailable (nothing was reserved) or cancelled already
 		return nil
 	}
-	if err != nil {
-		return fmt.Errorf("get shipment: %w", err)
+	for _, l := range s.lines {
+		b.available[l.sku] += l.quantity
 	}
-	switch s.Status {
-	case statusScheduled:
-	case statusShipped:
-		h.log.InfoContext(ctx, "order cancelled after its pick shipped: nothing to cancel", "order_id", ev.OrderID)
-		return nil
-	default: // unavailable (nothing was reserved) or cancelled already
-		return nil
-	}
-
+	s.status, s.cancelReason, s.linesChanged = statusCancelled, r.reason, true
+	b.change(r.orderID, s)
 	// The timer cannot be firing now: its worker would hold the order's
 	// lock, which this transaction holds. The shipment's status is what
 	// the ship timer checks, so even a timer that escaped being cancelled
 	// would ship nothing.
-	if ok, err := timer.Cancel(ctx, tx, timerShip, ev.OrderID); err != nil {
-		return err
-	} else if !ok {
-		h.log.WarnContext(ctx, "scheduled pick had no pending ship timer", "order_id", ev.OrderID)
+	b.cancel = append(b.cancel, r)
+	return b.out.Add(r.ctx, &contract.PickCancelled{
+		Envelope: contract.Envelope{Event: "PickCancelled", OrderID: r.key},
+		PickID:   s.pickID.String(),
+	})
+}
+
+// write writes back what the batch changed, a statement each.
+func (h *handler) write(ctx context.Context, tx pgx.Tx, q *warehousedb.Queries, b *batch) error {
+	var stock warehousedb.AddStockParams
+	for sku, n := range b.available {
+		if d := n - b.locked[sku]; d != 0 {
+			stock.Skus, stock.Deltas = append(stock.Skus, sku), append(stock.Deltas, d)
+		}
 	}
-	released, err := q.ReleaseLines(ctx, orderID)
+	if len(stock.Skus) > 0 {
+		if err := q.AddStock(ctx, stock); err != nil {
+			return fmt.Errorf("update %d stock rows: %w", len(stock.Skus), err)
+		}
+	}
+	var ships warehousedb.UpsertShipmentsParams
+	var ls warehousedb.UpsertLinesParams
+	for _, id := range b.changed {
+		s := b.shipments[id]
+		ships.OrderIds, ships.Statuses = append(ships.OrderIds, id), append(ships.Statuses, s.status)
+		ships.PickIds, ships.CancelReasons = append(ships.PickIds, s.pickID), append(ships.CancelReasons, s.cancelReason)
+		if !s.linesChanged {
+			continue
+		}
+		for _, l := range s.lines {
+			ls.OrderIds, ls.Skus, ls.Quantities = append(ls.OrderIds, id), append(ls.Skus, l.sku), append(ls.Quantities, l.quantity)
+			ls.Reserved = append(ls.Reserved, s.status == statusScheduled)
+		}
+	}
+	if len(ships.OrderIds) > 0 {
+		if err := q.UpsertShipments(ctx, ships); err != nil {
+			return fmt.Errorf("write %d shipments: %w", len(ships.OrderIds), err)
+		}
+	}
+	if len(ls.OrderIds) > 0 {
+		if err := q.UpsertLines(ctx, ls); err != nil {
+			return fmt.Errorf("write %d shipment lines: %w", len(ls.OrderIds), err)
+		}
+	}
+	// Scheduled before cancelled: a pick scheduled and cancelled in one
+	// batch leaves its timer cancelled, as one by one.
+	if _, err := timer.ScheduleAll(ctx, tx, b.schedule); err != nil {
+		return err
+	}
+	keys := make([]string, len(b.cancel))
+	for i, r := range b.cancel {
+		keys[i] = r.key
+	}
+	ok, err := timer.CancelAll(ctx, tx, timerShip, keys)
 	if err != nil {
-		return fmt.Errorf("release lines: %w", err)
-	}
-	slices.SortFunc(released, func(a, b warehousedb.ReleaseLinesRow) int { return strings.Compare(a.Sku, b.Sku) })
-	skus := make([]string, len(released))
-	quantities := make([]int64, len(released))
-	for i, l := range released {
-		skus[i], quantities[i] = l.Sku, l.Quantity
-	}
-	if err := lockStock(ctx, q, skus, h.defaultStock); err != nil {
 		return err
 	}
-	if err := q.AddStock(ctx, warehousedb.AddStockParams{Skus: skus, Deltas: quantities}); err != nil {
-		return fmt.Errorf("return stock: %w", err)
+	for i, r := range b.cancel {
+		if !ok[i] {
+			h.log.WarnContext(r.ctx, "scheduled pick had no pending ship timer", "order_id", r.key)
+		}
 	}
-	if _, err := q.CancelShipment(ctx, warehousedb.CancelShipmentParams{OrderID: orderID, CancelReason: ev.Reason}); err != nil {
-		return fmt.Errorf("cancel shipment: %w", err)
-	}
-	out := &contract.PickCancelled{
-		Envelope: contract.Envelope{Event: "PickCancelled", OrderID: ev.OrderID},
-		PickID:   uuid.UUID(s.PickID.Bytes).String(),
-	}
-	if err := h.outbox.Write(ctx, tx, out); err != nil {
-		return fmt.Errorf("write PickCancelled: %w", err)
+	if err := h.outbox.WriteBatch(ctx, tx, &b.out); err != nil {
+		return fmt.Errorf("write %d events: %w", b.out.Len(), err)
 	}
 	return nil
 }
 
-// ship is the ship timer's FireFunc: the scheduled pick ships with a new
-// tracking id and OrderShipped is emitted. It writes only the order's own
-// rows (its shipment and lines), never a stock row: the units left
-// available when they were reserved, and "reserved" counts only lines of
-// scheduled picks. So a batch of firings, which holds many orders' locks,
-// never waits on a reservation. A pick that is no longer scheduled ships
-// nothing.
-func (h *handler) ship(ctx context.Context, tx pgx.Tx, t timer.Timer) error {
+// ship is the ship timer's BatchFireFunc: each scheduled pick ships with a
+// new tracking id and OrderShipped is emitted, in three statements for
+// the whole batch. It writes only the orders' own rows (their shipments
+// and lines), never a stock row: the units left available when they were
+// reserved, and "reserved" counts only lines of scheduled picks. So a
+// batch of firings, which holds many orders' locks, never waits on a
+// reservation. A pick that is no longer scheduled ships nothing.
+func (h *handler) ship(ctx context.Context, tx pgx.Tx, timers []timer.Timer) error {
+	p := warehousedb.ShipShipmentsParams{OrderIds: make([]uuid.UUID, len(timers)), TrackingIds: make([]string, len(timers))}
+	for i, t := range timers {
+		id, err := uuid.Parse(t.Key)
+		if err != nil {
+			return &timer.FireError{Index: i, Err: fmt.Errorf("ship timer key %q: %w", t.Key, err)}
+		}
+		p.OrderIds[i], p.TrackingIds[i] = id, newTrackingID()
+	}
+	rows, err := warehousedb.New(tx).ShipShipments(ctx, p)
+	if err != nil {
+		return fmt.Errorf("ship %d picks: %w", len(timers), err)
+	}
+	pickIDs := make(map[uuid.UUID]uuid.UUID, len(rows))
+	for _, r := range rows {
+		pickIDs[r.OrderID] = r.PickID.Bytes
+	}
+	var out outbox.Batch
+	for i, t := range timers {
+		tctx := h.timerContext(ctx, t)
+		pickID, ok := pickIDs[p.OrderIds[i]]
+		if !ok {
+			h.log.InfoContext(tctx, "ship timer fired for a pick that is not scheduled: nothing shipped", "order_id", t.Key)
+			continue
+		}
+		ev := &contract.OrderShipped{
+			Envelope:   contract.Envelope{Event: "OrderShipped", OrderID: t.Key},
+			PickID:     pickID.String(),
+			TrackingID: p.TrackingIds[i],
+		}
+		if err := out.Add(tctx, ev); err != nil {
+			return &timer.FireError{Index: i, Err: err}
+		}
+		h.log.DebugContext(tctx, "pick shipped", "order_id", t.Key, "pick_id", ev.PickID, "tracking_id", ev.TrackingID)
+	}
+	if err := h.outbox.WriteBatch(ctx, tx, &out); err != nil {
+		return fmt.Errorf("write %d OrderShipped: %w", out.Len(), err)
+	}
+	h.log.InfoContext(ctx, "picks shipped", "picks", out.Len())
+	return nil
+}
+
+// timerContext is ctx carrying the correlation id and traceparent of the
+// transaction that scheduled t.
+func (h *handler) timerContext(ctx context.Context, t timer.Timer) context.Context {
 	var p shipPayload
 	if err := json.Unmarshal(t.Payload, &p); err != nil {
 		h.log.WarnContext(ctx, "ship timer payload unreadable; shipping without its correlation id", "key", t.Key, "err", err)
@@ -321,35 +471,7 @@ func (h *handler) ship(ctx context.Context, tx pgx.Tx, t timer.Timer) error {
 	if p.Traceparent != "" {
 		ctx = correlation.WithTraceparent(ctx, p.Traceparent)
 	}
-	orderID, err := uuid.Parse(t.Key)
-	if err != nil {
-		return fmt.Errorf("ship timer key %q: %w", t.Key, err)
-	}
-	trackingID := newTrackingID()
-	q := warehousedb.New(tx)
-	s, err := q.ShipShipment(ctx, warehousedb.ShipShipmentParams{
-		OrderID: orderID, TrackingID: pgtype.Text{String: trackingID, Valid: true},
-	})
-	if errors.Is(err, pgx.ErrNoRows) {
-		h.log.InfoContext(ctx, "ship timer fired for a pick that is not scheduled: nothing shipped", "order_id", t.Key)
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("ship: %w", err)
-	}
-	if _, err := q.ReleaseLines(ctx, orderID); err != nil {
-		return fmt.Errorf("release lines: %w", err)
-	}
-	out := &contract.OrderShipped{
-		Envelope:   contract.Envelope{Event: "OrderShipped", OrderID: t.Key},
-		PickID:     uuid.UUID(s.PickID.Bytes).String(),
-		TrackingID: trackingID,
-	}
-	if err := h.outbox.Write(ctx, tx, out); err != nil {
-		return fmt.Errorf("write OrderShipped: %w", err)
-	}
-	h.log.InfoContext(ctx, "pick shipped", "order_id", t.Key, "pick_id", out.PickID, "tracking_id", trackingID)
-	return nil
+	return ctx
 }
 
 // newTrackingID returns "TRK-" and 16 random upper-case hex digits.

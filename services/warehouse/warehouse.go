@@ -11,10 +11,12 @@
 //     stock change, the ship timer and the outbox event.
 //   - No oversell: an order's items are reserved all or nothing under the
 //     locks of their stock rows, so of two orders for the last unit exactly
-//     one gets it, and available never goes below zero. The rows are locked
-//     in SKU (byte) order, so concurrent reservations never deadlock, also
-//     when the consumer handles several orders in one transaction (see
-//     lockStock).
+//     one gets it, and available never goes below zero. The consumer hands
+//     over batches of records: a batch locks the stock rows of all its
+//     orders at once, in SKU (byte) order, so concurrent batches never
+//     deadlock (see lockStock), and decides its orders in offset order
+//     against the units read under those locks, so a batch ends as its
+//     records applied one by one would (see consume.go).
 //   - A pick ships at most once, and not at all once cancelled: the ship
 //     timer fires at most once, and it and a cancellation serialize on the
 //     order's lock. Shipping touches only the order's own rows, never a
@@ -141,10 +143,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 			h := &handler{outbox: d.Outbox, defaultStock: cfg.DefaultStock, shipDelay: cfg.ShipDelay, log: d.Log}
 			api := &api{pool: d.Pool, defaultStock: cfg.DefaultStock, log: d.Log}
 			return service.Parts{
-				Handler: h.handle,
-				Prepare: h.prepare,
-				Routes:  api.routes,
-				Timers:  map[string]timer.FireFunc{timerShip: h.ship},
+				Batch:       h.handle,
+				Routes:      api.routes,
+				BatchTimers: map[string]timer.BatchFireFunc{timerShip: h.ship},
 			}, nil
 		},
 	}, log)

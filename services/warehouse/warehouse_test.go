@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/orderflow/orderflow/pkg/service"
 )
 
 func TestConfigFromEnv(t *testing.T) {
@@ -15,7 +17,7 @@ func TestConfigFromEnv(t *testing.T) {
 		t.Fatal(err)
 	}
 	if cfg.HTTPAddr != ":8082" || cfg.Database != "orderflow_warehouse" || cfg.DefaultStock != 1000 ||
-		cfg.ShipDelay != 2*time.Second || cfg.MaxConns != 16 {
+		cfg.ShipDelay != 2*time.Second || cfg.MaxConns != service.DefaultMaxConns {
 		t.Errorf("defaults: %+v", cfg)
 	}
 

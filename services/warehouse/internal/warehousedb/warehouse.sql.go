@@ -24,54 +24,9 @@ type AddStockParams struct {
 }
 
 // Adds deltas[i] to the available units of skus[i]; the rows are locked
-// by the caller (lockStock).
+// (LockStock).
 func (q *Queries) AddStock(ctx context.Context, arg AddStockParams) error {
 	_, err := q.db.Exec(ctx, addStock, arg.Skus, arg.Deltas)
-	return err
-}
-
-const cancelShipment = `-- name: CancelShipment :one
-UPDATE shipments SET status = 'cancelled', cancel_reason = $1, updated_at = now()
-WHERE order_id = $2 AND status = 'scheduled'
-RETURNING order_id, status, pick_id, tracking_id, cancel_reason, created_at, updated_at
-`
-
-type CancelShipmentParams struct {
-	CancelReason string
-	OrderID      uuid.UUID
-}
-
-// Cancels a scheduled pick; no row when it is not scheduled.
-func (q *Queries) CancelShipment(ctx context.Context, arg CancelShipmentParams) (Shipment, error) {
-	row := q.db.QueryRow(ctx, cancelShipment, arg.CancelReason, arg.OrderID)
-	var i Shipment
-	err := row.Scan(
-		&i.OrderID,
-		&i.Status,
-		&i.PickID,
-		&i.TrackingID,
-		&i.CancelReason,
-		&i.CreatedAt,
-		&i.UpdatedAt,
-	)
-	return i, err
-}
-
-const flagCancelled = `-- name: FlagCancelled :exec
-INSERT INTO shipments (order_id, status, cancel_reason)
-VALUES ($1, 'cancelled', $2)
-ON CONFLICT (order_id) DO NOTHING
-`
-
-type FlagCancelledParams struct {
-	OrderID      uuid.UUID
-	CancelReason string
-}
-
-// Remembers a cancellation that came before the order's PaymentCaptured;
-// nothing when the order has a row already.
-func (q *Queries) FlagCancelled(ctx context.Context, arg FlagCancelledParams) error {
-	_, err := q.db.Exec(ctx, flagCancelled, arg.OrderID, arg.CancelReason)
 	return err
 }
 
@@ -117,25 +72,41 @@ func (q *Queries) GetShipment(ctx context.Context, orderID uuid.UUID) (Shipment,
 	return i, err
 }
 
-const getStockLevels = `-- name: GetStockLevels :many
-SELECT sku, available FROM stock WHERE sku = ANY($1::text[])
+const getShipments = `-- name: GetShipments :many
+SELECT s.order_id, s.status, s.pick_id, l.sku, l.quantity
+FROM shipments s
+LEFT JOIN shipment_lines l ON l.order_id = s.order_id AND l.reserved
+WHERE s.order_id = ANY($1::uuid[])
+ORDER BY s.order_id, l.sku COLLATE "C"
 `
 
-type GetStockLevelsRow struct {
-	Sku       string
-	Available int64
+type GetShipmentsRow struct {
+	OrderID  uuid.UUID
+	Status   string
+	PickID   pgtype.UUID
+	Sku      pgtype.Text
+	Quantity pgtype.Int8
 }
 
-func (q *Queries) GetStockLevels(ctx context.Context, skus []string) ([]GetStockLevelsRow, error) {
-	rows, err := q.db.Query(ctx, getStockLevels, skus)
+// The shipments of the batch's orders that have one, each with its
+// reserved lines (only a scheduled pick has any), one row per line: a
+// shipment without one comes once, with a null sku.
+func (q *Queries) GetShipments(ctx context.Context, orderIds []uuid.UUID) ([]GetShipmentsRow, error) {
+	rows, err := q.db.Query(ctx, getShipments, orderIds)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	var items []GetStockLevelsRow
+	var items []GetShipmentsRow
 	for rows.Next() {
-		var i GetStockLevelsRow
-		if err := rows.Scan(&i.Sku, &i.Available); err != nil {
+		var i GetShipmentsRow
+		if err := rows.Scan(
+			&i.OrderID,
+			&i.Status,
+			&i.PickID,
+			&i.Sku,
+			&i.Quantity,
+		); err != nil {
 			return nil, err
 		}
 		items = append(items, i)
@@ -144,44 +115,6 @@ func (q *Queries) GetStockLevels(ctx context.Context, skus []string) ([]GetStock
 		return nil, err
 	}
 	return items, nil
-}
-
-const insertLines = `-- name: InsertLines :exec
-INSERT INTO shipment_lines (order_id, sku, quantity, reserved)
-SELECT $1, unnest($2::text[]), unnest($3::bigint[]), $4
-`
-
-type InsertLinesParams struct {
-	OrderID    uuid.UUID
-	Skus       []string
-	Quantities []int64
-	Reserved   bool
-}
-
-func (q *Queries) InsertLines(ctx context.Context, arg InsertLinesParams) error {
-	_, err := q.db.Exec(ctx, insertLines,
-		arg.OrderID,
-		arg.Skus,
-		arg.Quantities,
-		arg.Reserved,
-	)
-	return err
-}
-
-const insertShipment = `-- name: InsertShipment :exec
-INSERT INTO shipments (order_id, status, pick_id)
-VALUES ($1, $2, $3)
-`
-
-type InsertShipmentParams struct {
-	OrderID uuid.UUID
-	Status  string
-	PickID  pgtype.UUID
-}
-
-func (q *Queries) InsertShipment(ctx context.Context, arg InsertShipmentParams) error {
-	_, err := q.db.Exec(ctx, insertShipment, arg.OrderID, arg.Status, arg.PickID)
-	return err
 }
 
 const listLines = `-- name: ListLines :many
@@ -213,12 +146,13 @@ func (q *Queries) ListLines(ctx context.Context, orderID uuid.UUID) ([]ListLines
 	return items, nil
 }
 
-const lockStock = `-- name: LockStock :exec
-INSERT INTO stock (sku, available)
+const lockStock = `-- name: LockStock :many
+INSERT INTO stock AS st (sku, available)
 SELECT s.sku, $1::bigint
 FROM unnest($2::text[]) AS s (sku)
 ORDER BY s.sku COLLATE "C"
-ON CONFLICT (sku) DO UPDATE SET available = stock.available WHERE false
+ON CONFLICT (sku) DO UPDATE SET available = st.available
+RETURNING st.sku, st.available
 `
 
 type LockStockParams struct {
@@ -226,80 +160,28 @@ type LockStockParams struct {
 	Skus             []string
 }
 
-// Locks the stock rows of skus one after the other in byte order, creating
-// the missing ones with default_available: a conflicting row is locked
-// (FOR NO KEY UPDATE, the WHERE false keeps it unchanged), a new row is
-// held by its insert. Each SKU is taken before the next, waiting if
-// another transaction holds it.
-func (q *Queries) LockStock(ctx context.Context, arg LockStockParams) error {
-	_, err := q.db.Exec(ctx, lockStock, arg.DefaultAvailable, arg.Skus)
-	return err
+type LockStockRow struct {
+	Sku       string
+	Available int64
 }
 
-const lockStockNowait = `-- name: LockStockNowait :many
-SELECT sku FROM stock
-WHERE sku = ANY($1::text[])
-ORDER BY sku COLLATE "C"
-FOR NO KEY UPDATE NOWAIT
-`
-
-// Locks existing stock rows without waiting (an error when another
-// transaction holds one) and returns the SKUs it locked.
-func (q *Queries) LockStockNowait(ctx context.Context, skus []string) ([]string, error) {
-	rows, err := q.db.Query(ctx, lockStockNowait, skus)
+// Locks the stock rows of skus (distinct) one after the other in byte
+// order, creating the missing ones with default_available, and returns
+// each row's units as they are under the lock: a conflicting row is
+// locked by the update, which changes nothing (and so returns the latest
+// committed value, not the statement's snapshot), a new row is held by
+// its insert. Each SKU is taken before the next, waiting if another
+// transaction holds it.
+func (q *Queries) LockStock(ctx context.Context, arg LockStockParams) ([]LockStockRow, error) {
+	rows, err := q.db.Query(ctx, lockStock, arg.DefaultAvailable, arg.Skus)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	var items []string
+	var items []LockStockRow
 	for rows.Next() {
-		var sku string
-		if err := rows.Scan(&sku); err != nil {
-			return nil, err
-		}
-		items = append(items, sku)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	return items, nil
-}
-
-const lockedMaxSKU = `-- name: LockedMaxSKU :one
-SELECT coalesce(current_setting('warehouse.stock_locked_max', true), '')::text AS sku
-`
-
-// The greatest SKU whose stock row this transaction has locked (” for
-// none); see lockStock.
-func (q *Queries) LockedMaxSKU(ctx context.Context) (string, error) {
-	row := q.db.QueryRow(ctx, lockedMaxSKU)
-	var sku string
-	err := row.Scan(&sku)
-	return sku, err
-}
-
-const releaseLines = `-- name: ReleaseLines :many
-UPDATE shipment_lines SET reserved = false
-WHERE order_id = $1 AND reserved
-RETURNING sku, quantity
-`
-
-type ReleaseLinesRow struct {
-	Sku      string
-	Quantity int64
-}
-
-// The order's reserved lines stop counting as reserved.
-func (q *Queries) ReleaseLines(ctx context.Context, orderID uuid.UUID) ([]ReleaseLinesRow, error) {
-	rows, err := q.db.Query(ctx, releaseLines, orderID)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var items []ReleaseLinesRow
-	for rows.Next() {
-		var i ReleaseLinesRow
-		if err := rows.Scan(&i.Sku, &i.Quantity); err != nil {
+		var i LockStockRow
+		if err := rows.Scan(&i.Sku, &i.Available); err != nil {
 			return nil, err
 		}
 		items = append(items, i)
@@ -308,15 +190,6 @@ func (q *Queries) ReleaseLines(ctx context.Context, orderID uuid.UUID) ([]Releas
 		return nil, err
 	}
 	return items, nil
-}
-
-const setLockedMaxSKU = `-- name: SetLockedMaxSKU :exec
-SELECT set_config('warehouse.stock_locked_max', $1::text, true)
-`
-
-func (q *Queries) SetLockedMaxSKU(ctx context.Context, sku string) error {
-	_, err := q.db.Exec(ctx, setLockedMaxSKU, sku)
-	return err
 }
 
 const setStock = `-- name: SetStock :exec
@@ -334,29 +207,102 @@ func (q *Queries) SetStock(ctx context.Context, arg SetStockParams) error {
 	return err
 }
 
-const shipShipment = `-- name: ShipShipment :one
-UPDATE shipments SET status = 'shipped', tracking_id = $1, updated_at = now()
-WHERE order_id = $2 AND status = 'scheduled'
-RETURNING order_id, status, pick_id, tracking_id, cancel_reason, created_at, updated_at
+const shipShipments = `-- name: ShipShipments :many
+WITH shipped AS (
+    UPDATE shipments AS s SET status = 'shipped', tracking_id = u.tracking_id, updated_at = now()
+    FROM (SELECT unnest($1::uuid[]) AS order_id, unnest($2::text[]) AS tracking_id) AS u
+    WHERE s.order_id = u.order_id AND s.status = 'scheduled'
+    RETURNING s.order_id, s.pick_id
+), released AS (
+    UPDATE shipment_lines AS l SET reserved = false
+    FROM shipped
+    WHERE l.order_id = shipped.order_id AND l.reserved
+)
+SELECT order_id, pick_id FROM shipped
 `
 
-type ShipShipmentParams struct {
-	TrackingID pgtype.Text
-	OrderID    uuid.UUID
+type ShipShipmentsParams struct {
+	OrderIds    []uuid.UUID
+	TrackingIds []string
 }
 
-// Ships a scheduled pick; no row when it is not scheduled.
-func (q *Queries) ShipShipment(ctx context.Context, arg ShipShipmentParams) (Shipment, error) {
-	row := q.db.QueryRow(ctx, shipShipment, arg.TrackingID, arg.OrderID)
-	var i Shipment
-	err := row.Scan(
-		&i.OrderID,
-		&i.Status,
-		&i.PickID,
-		&i.TrackingID,
-		&i.CancelReason,
-		&i.CreatedAt,
-		&i.UpdatedAt,
+type ShipShipmentsRow struct {
+	OrderID uuid.UUID
+	PickID  pgtype.UUID
+}
+
+// Ships the scheduled picks of order_ids, order_ids[i] with
+// tracking_ids[i], and releases their lines; returns those it shipped (a
+// pick no longer scheduled ships nothing).
+func (q *Queries) ShipShipments(ctx context.Context, arg ShipShipmentsParams) ([]ShipShipmentsRow, error) {
+	rows, err := q.db.Query(ctx, shipShipments, arg.OrderIds, arg.TrackingIds)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []ShipShipmentsRow
+	for rows.Next() {
+		var i ShipShipmentsRow
+		if err := rows.Scan(&i.OrderID, &i.PickID); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const upsertLines = `-- name: UpsertLines :exec
+INSERT INTO shipment_lines (order_id, sku, quantity, reserved)
+SELECT unnest($1::uuid[]), unnest($2::text[]), unnest($3::bigint[]), unnest($4::boolean[])
+ON CONFLICT (order_id, sku) DO UPDATE SET reserved = excluded.reserved
+`
+
+type UpsertLinesParams struct {
+	OrderIds   []uuid.UUID
+	Skus       []string
+	Quantities []int64
+	Reserved   []bool
+}
+
+// Writes the lines a batch changed: the lines of orders it decided on,
+// and the reserved flag of lines it released.
+func (q *Queries) UpsertLines(ctx context.Context, arg UpsertLinesParams) error {
+	_, err := q.db.Exec(ctx, upsertLines,
+		arg.OrderIds,
+		arg.Skus,
+		arg.Quantities,
+		arg.Reserved,
 	)
-	return i, err
+	return err
+}
+
+const upsertShipments = `-- name: UpsertShipments :exec
+INSERT INTO shipments (order_id, status, pick_id, cancel_reason)
+SELECT unnest($1::uuid[]), unnest($2::text[]),
+       nullif(unnest($3::uuid[]), '00000000-0000-0000-0000-000000000000'), unnest($4::text[])
+ON CONFLICT (order_id) DO UPDATE SET status = excluded.status, cancel_reason = excluded.cancel_reason, updated_at = now()
+`
+
+type UpsertShipmentsParams struct {
+	OrderIds      []uuid.UUID
+	Statuses      []string
+	PickIds       []uuid.UUID
+	CancelReasons []string
+}
+
+// Writes the shipments a batch changed, each as the batch leaves it: a
+// new row for an order warehouse had not decided on (a zero pick_id is
+// none), and for an order that had one (a scheduled pick now cancelled)
+// its status and reason.
+func (q *Queries) UpsertShipments(ctx context.Context, arg UpsertShipmentsParams) error {
+	_, err := q.db.Exec(ctx, upsertShipments,
+		arg.OrderIds,
+		arg.Statuses,
+		arg.PickIds,
+		arg.CancelReasons,
+	)
+	return err
 }
