@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -99,6 +100,7 @@ func emailThroughput(b *testing.B, mod func(*email.Config), delivered func() int
 	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"outbox"}, []string{"event_id", "topic", "key", "event_type", "payload", "occurred_at"}, pgx.CopyFromRows(outbox)); err != nil {
 		b.Fatal(err)
 	}
+	before := readCPU()
 	b.StartTimer()
 	if err := tx.Commit(ctx); err != nil {
 		b.Fatal(err)
@@ -114,8 +116,21 @@ func emailThroughput(b *testing.B, mod func(*email.Config), delivered func() int
 	})
 	done := time.Now()
 	b.StopTimer()
+	after := readCPU()
 	b.ReportMetric(float64(tasks)/done.Sub(first).Seconds(), "emails/s")
 	b.ReportMetric(float64(tasks)/done.Sub(committed).Seconds(), "total-emails/s")
+	var backends []int
+	rows, err := pool.Query(ctx, "SELECT pid FROM pg_stat_activity WHERE datname = current_database()")
+	if err == nil {
+		backends, err = pgx.CollectRows(rows, pgx.RowTo[int])
+	}
+	if err != nil {
+		b.Fatal(err)
+	}
+	perEmail := func(d time.Duration) float64 { return float64(d.Microseconds()) / tasks }
+	b.ReportMetric(perEmail(after.self-before.self), "go-µs/email")
+	b.ReportMetric(perEmail(after.of(backends)-before.of(backends)), "pg-µs/email")
+	b.ReportMetric(perEmail(after.rabbit-before.rabbit), "rabbitmq-µs/email")
 	var sent int
 	testenv.WaitFor(b, 10*time.Second, "every task recorded sent", func() bool {
 		err := pool.QueryRow(ctx, "SELECT count(*) FROM emails WHERE status = 'sent'").Scan(&sent)
@@ -153,4 +168,60 @@ func (c *mboxCounter) count() int {
 	c.n += bytes.Count(data, []byte("\nFrom "))
 	c.tail = append([]byte(nil), data[max(0, len(data)-5):]...)
 	return c.n
+}
+
+// cpuTimes is CPU time used so far (user + system, from /proc; zero where
+// it cannot be read): this process's, each PostgreSQL process's, and
+// RabbitMQ's (beam.smp). Per email, they compare runs on a shared machine
+// better than emails/s does: another test's load slows the rate but adds
+// nothing to them (RabbitMQ's excepted, if another test uses it).
+type cpuTimes struct {
+	self, rabbit time.Duration
+	pg           map[int]time.Duration // by pid
+}
+
+func readCPU() cpuTimes {
+	c := cpuTimes{self: procCPU("self"), pg: map[int]time.Duration{}}
+	dirs, _ := os.ReadDir("/proc")
+	for _, d := range dirs {
+		pid, err := strconv.Atoi(d.Name())
+		if err != nil {
+			continue
+		}
+		switch comm, _ := os.ReadFile("/proc/" + d.Name() + "/comm"); strings.TrimSpace(string(comm)) {
+		case "postgres":
+			c.pg[pid] = procCPU(d.Name())
+		case "beam.smp":
+			c.rabbit += procCPU(d.Name())
+		}
+	}
+	return c
+}
+
+// of sums the CPU time of the PostgreSQL backends pids.
+func (c cpuTimes) of(pids []int) time.Duration {
+	var sum time.Duration
+	for _, pid := range pids {
+		sum += c.pg[pid]
+	}
+	return sum
+}
+
+// procCPU reads utime + stime of /proc/<pid>/stat, in clock ticks of 10 ms.
+func procCPU(pid string) time.Duration {
+	stat, err := os.ReadFile("/proc/" + pid + "/stat")
+	if err != nil {
+		return 0
+	}
+	i := bytes.LastIndexByte(stat, ')')
+	if i < 0 {
+		return 0
+	}
+	fields := strings.Fields(string(stat[i+1:])) // from field 3, the state
+	if len(fields) < 13 {
+		return 0
+	}
+	utime, _ := strconv.ParseInt(fields[11], 10, 64)
+	stime, _ := strconv.ParseInt(fields[12], 10, 64)
+	return time.Duration(utime+stime) * 10 * time.Millisecond
 }

@@ -15,8 +15,8 @@ import (
 // batcher turns the requests that arrive together into one call of flush:
 // a request waits for the flush of the batch it joined, and requests that
 // arrive while one batch flushes form the next. With prefetch 20 that is
-// one statement and one commit for many emails instead of one each, and no
-// added wait when the worker is idle.
+// one statement and one commit for several emails instead of one each, and
+// no added wait when the worker is idle.
 type batcher[Req, Res any] struct {
 	max     int
 	flush   func(ctx context.Context, reqs []Req) ([]Res, error)
@@ -105,43 +105,45 @@ func (b *batcher[Req, Res]) do(req Req) (Res, error) {
 // maxBatch bounds one statement.
 const maxBatch = 200
 
-// sentRecord is one task the SMTP server accepted.
-type sentRecord struct {
+// entry is one request of a delivery to the ledger: claim its task for
+// sending, or record it sent.
+type entry struct {
 	id      uuid.UUID
-	attempt int32
+	sent    bool  // record it sent on attempt; else claim it
+	attempt int32 // when sent
 }
 
-// newSentRecorder records sent tasks, many per UPDATE.
-func newSentRecorder(pool *pgxpool.Pool) *batcher[sentRecord, struct{}] {
-	return newBatcher(maxBatch, func(ctx context.Context, recs []sentRecord) ([]struct{}, error) {
-		p := emaildb.MarkSentManyParams{TaskIds: make([]uuid.UUID, len(recs)), Attempts: make([]int32, len(recs))}
-		for i, r := range recs {
-			p.TaskIds[i], p.Attempts[i] = r.id, r.attempt
-		}
-		if err := emaildb.New(pool).MarkSentMany(ctx, p); err != nil {
-			return nil, fmt.Errorf("record %d sent emails: %w", len(recs), err)
-		}
-		return make([]struct{}, len(recs)), nil
-	})
-}
-
-// newClaimer claims tasks for sending (see deliverer.claim), many per
-// UPDATE; a request's result says whether its task was claimed for it.
+// newLedger claims tasks for sending (see deliverer.claim) and records
+// sent ones, both kinds of a batch in one statement and one commit
+// (ClaimAndMarkSent): the claims of the deliveries that just came share a
+// commit with the sent records of those that just went out, one commit per
+// batch instead of one per batch of each kind. A claim's result says
+// whether its task was claimed for it (a sent record's is always false).
 // Two copies of one task in one batch: the first gets the claim.
-func newClaimer(pool *pgxpool.Pool, stale time.Duration) *batcher[uuid.UUID, bool] {
-	return newBatcher(maxBatch, func(ctx context.Context, ids []uuid.UUID) ([]bool, error) {
-		claimed, err := emaildb.New(pool).ClaimEmails(ctx, emaildb.ClaimEmailsParams{TaskIds: ids, StaleSeconds: stale.Seconds()})
+func newLedger(pool *pgxpool.Pool, stale time.Duration) *batcher[entry, bool] {
+	return newBatcher(maxBatch, func(ctx context.Context, es []entry) ([]bool, error) {
+		p := emaildb.ClaimAndMarkSentParams{StaleSeconds: stale.Seconds(), SentIds: []uuid.UUID{}, Attempts: []int32{}, ClaimIds: []uuid.UUID{}}
+		for _, e := range es {
+			if e.sent {
+				p.SentIds, p.Attempts = append(p.SentIds, e.id), append(p.Attempts, e.attempt)
+			} else {
+				p.ClaimIds = append(p.ClaimIds, e.id)
+			}
+		}
+		claimed, err := emaildb.New(pool).ClaimAndMarkSent(ctx, p)
 		if err != nil {
-			return nil, fmt.Errorf("claim %d emails: %w", len(ids), err)
+			return nil, fmt.Errorf("claim %d emails and record %d sent: %w", len(p.ClaimIds), len(p.SentIds), err)
 		}
 		free := make(map[uuid.UUID]bool, len(claimed))
 		for _, id := range claimed {
 			free[id] = true
 		}
-		res := make([]bool, len(ids))
-		for i, id := range ids {
-			res[i] = free[id]
-			delete(free, id)
+		res := make([]bool, len(es))
+		for i, e := range es {
+			if !e.sent {
+				res[i] = free[e.id]
+				delete(free, e.id)
+			}
 		}
 		return res, nil
 	})

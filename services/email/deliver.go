@@ -19,8 +19,7 @@ import (
 // records it sent before the message is acked.
 type deliverer struct {
 	pool   *pgxpool.Pool
-	claims *batcher[uuid.UUID, bool]      // newClaimer
-	sent   *batcher[sentRecord, struct{}] // newSentRecorder
+	ledger *batcher[entry, bool] // newLedger: claims and sent records
 	mailer mailer
 	from   string // the From header
 	sender string // its address, the SMTP envelope sender
@@ -76,7 +75,7 @@ func (dl *deliverer) handle(ctx context.Context, d *rabbit.Delivery) error {
 	// happens now, only left unacked when the service stops.
 	wait := 50 * time.Millisecond
 	for {
-		_, err := dl.sent.do(sentRecord{id: t.TaskID, attempt: int32(d.Attempt)})
+		_, err := dl.ledger.do(entry{id: t.TaskID, sent: true, attempt: int32(d.Attempt)})
 		if err == nil {
 			dl.log.InfoContext(ctx, "email sent", "task_id", t.TaskID, "kind", t.Kind, "attempt", d.Attempt)
 			return nil
@@ -137,7 +136,7 @@ func (dl *deliverer) tryClaim(ctx context.Context, t task) (claimed bool, status
 	defer cancel()
 	q := emaildb.New(dl.pool)
 	for range 2 {
-		claimed, err := dl.claims.do(t.TaskID)
+		claimed, err := dl.ledger.do(entry{id: t.TaskID})
 		if err != nil || claimed {
 			return claimed, "", err
 		}

@@ -205,8 +205,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 			if stale == 0 {
 				stale = defaultClaimStale
 			}
-			claims, sent := newClaimer(d.Pool, stale), newSentRecorder(d.Pool)
-			dl := &deliverer{pool: d.Pool, claims: claims, sent: sent, mailer: m, from: cfg.From, sender: from.Address, log: d.Log}
+			ledger := newLedger(d.Pool, stale)
+			dl := &deliverer{pool: d.Pool, ledger: ledger, mailer: m, from: cfg.From, sender: from.Address, log: d.Log}
 			handle := dl.handle
 			if cfg.afterDeliver != nil {
 				handle = func(ctx context.Context, d *rabbit.Delivery) error {
@@ -230,12 +230,11 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 				Handler: n.handle,
 				Routes:  api.routes,
 				Workers: []func(context.Context) error{func(ctx context.Context) error {
-					// The batchers outlive the worker: a message in hand
+					// The ledger outlives the worker: a message in hand
 					// when the worker stops still gets its sent record.
 					bctx, stop := context.WithCancel(context.WithoutCancel(ctx))
-					go claims.run(bctx)
-					go sent.run(bctx)
-					defer func() { stop(); <-claims.stopped; <-sent.stopped }()
+					go ledger.run(bctx)
+					defer func() { stop(); <-ledger.stopped }()
 					return w.Run(ctx)
 				}},
 				Checks: []httpserver.Check{{Name: "rabbitmq", Func: conn.Ready}, {Name: "email-worker", Func: w.Ready}},

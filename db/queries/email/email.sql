@@ -26,24 +26,6 @@ INSERT INTO emails (task_id, order_id, kind, to_addr, subject)
 VALUES (@task_id, @order_id, @kind, @to_addr, @subject)
 ON CONFLICT (task_id) DO NOTHING;
 
--- name: ClaimEmails :many
--- The tasks among task_ids this batch of deliveries may send: queued or
--- dead (a replay), and not claimed, or claimed longer ago than
--- stale_seconds by a worker that must have died. A row locked by another
--- transaction (another claimer, a release) is skipped, not waited for: its
--- delivery looks again.
-WITH claimable AS (
-    SELECT task_id FROM emails
-    WHERE task_id = ANY(@task_ids::uuid[])
-      AND status IN ('queued', 'dead')
-      AND (claimed_at IS NULL OR claimed_at < now() - make_interval(secs => @stale_seconds::float8))
-    FOR UPDATE SKIP LOCKED
-)
-UPDATE emails AS e SET claimed_at = now()
-FROM claimable AS c
-WHERE e.task_id = c.task_id
-RETURNING e.task_id;
-
 -- name: ReleaseEmail :exec
 -- A claim given up after a failed send.
 UPDATE emails SET claimed_at = NULL WHERE task_id = @task_id;
@@ -66,9 +48,28 @@ FROM emails WHERE order_id = @order_id ORDER BY created_at, task_id;
 SELECT coalesce(extract(epoch FROM now() - min(created_at)), 0)::float8 AS age_seconds
 FROM emails WHERE status = 'queued';
 
--- name: MarkSentMany :exec
--- MarkSent for many tasks in one statement (the worker's sent records,
--- batched).
-UPDATE emails AS e SET status = 'sent', attempts = s.attempts, sent_at = now(), updated_at = now(), claimed_at = NULL
-FROM (SELECT unnest(@task_ids::uuid[]) AS task_id, unnest(@attempts::int[]) AS attempts) AS s
-WHERE e.task_id = s.task_id;
+-- name: ClaimAndMarkSent :many
+-- The worker's bookkeeping for a batch of deliveries, in one statement and
+-- one commit: the tasks among sent_ids are recorded sent (the SMTP server
+-- accepted them), and those among claim_ids that may be sent are claimed
+-- and returned: queued or dead (a replay), and not claimed, or claimed
+-- longer ago than stale_seconds by a worker that must have died. A row
+-- locked by another transaction (another claimer, a release) is skipped,
+-- not waited for: its delivery looks again. A task in both lists is only
+-- recorded sent; the copy that wanted it finds it sent.
+WITH sent AS (
+    UPDATE emails AS e SET status = 'sent', attempts = s.attempts, sent_at = now(), updated_at = now(), claimed_at = NULL
+    FROM (SELECT unnest(@sent_ids::uuid[]) AS task_id, unnest(@attempts::int[]) AS attempts) AS s
+    WHERE e.task_id = s.task_id
+), claimable AS (
+    SELECT task_id FROM emails
+    WHERE task_id = ANY(@claim_ids::uuid[])
+      AND task_id <> ALL(@sent_ids::uuid[])
+      AND status IN ('queued', 'dead')
+      AND (claimed_at IS NULL OR claimed_at < now() - make_interval(secs => @stale_seconds::float8))
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE emails AS e SET claimed_at = now()
+FROM claimable AS c
+WHERE e.task_id = c.task_id
+RETURNING e.task_id;

@@ -36,12 +36,17 @@ func (q *Queries) AddWaiting(ctx context.Context, arg AddWaitingParams) error {
 	return err
 }
 
-const claimEmails = `-- name: ClaimEmails :many
-WITH claimable AS (
+const claimAndMarkSent = `-- name: ClaimAndMarkSent :many
+WITH sent AS (
+    UPDATE emails AS e SET status = 'sent', attempts = s.attempts, sent_at = now(), updated_at = now(), claimed_at = NULL
+    FROM (SELECT unnest($1::uuid[]) AS task_id, unnest($2::int[]) AS attempts) AS s
+    WHERE e.task_id = s.task_id
+), claimable AS (
     SELECT task_id FROM emails
-    WHERE task_id = ANY($1::uuid[])
+    WHERE task_id = ANY($3::uuid[])
+      AND task_id <> ALL($1::uuid[])
       AND status IN ('queued', 'dead')
-      AND (claimed_at IS NULL OR claimed_at < now() - make_interval(secs => $2::float8))
+      AND (claimed_at IS NULL OR claimed_at < now() - make_interval(secs => $4::float8))
     FOR UPDATE SKIP LOCKED
 )
 UPDATE emails AS e SET claimed_at = now()
@@ -50,18 +55,28 @@ WHERE e.task_id = c.task_id
 RETURNING e.task_id
 `
 
-type ClaimEmailsParams struct {
-	TaskIds      []uuid.UUID
+type ClaimAndMarkSentParams struct {
+	SentIds      []uuid.UUID
+	Attempts     []int32
+	ClaimIds     []uuid.UUID
 	StaleSeconds float64
 }
 
-// The tasks among task_ids this batch of deliveries may send: queued or
-// dead (a replay), and not claimed, or claimed longer ago than
-// stale_seconds by a worker that must have died. A row locked by another
-// transaction (another claimer, a release) is skipped, not waited for: its
-// delivery looks again.
-func (q *Queries) ClaimEmails(ctx context.Context, arg ClaimEmailsParams) ([]uuid.UUID, error) {
-	rows, err := q.db.Query(ctx, claimEmails, arg.TaskIds, arg.StaleSeconds)
+// The worker's bookkeeping for a batch of deliveries, in one statement and
+// one commit: the tasks among sent_ids are recorded sent (the SMTP server
+// accepted them), and those among claim_ids that may be sent are claimed
+// and returned: queued or dead (a replay), and not claimed, or claimed
+// longer ago than stale_seconds by a worker that must have died. A row
+// locked by another transaction (another claimer, a release) is skipped,
+// not waited for: its delivery looks again. A task in both lists is only
+// recorded sent; the copy that wanted it finds it sent.
+func (q *Queries) ClaimAndMarkSent(ctx context.Context, arg ClaimAndMarkSentParams) ([]uuid.UUID, error) {
+	rows, err := q.db.Query(ctx, claimAndMarkSent,
+		arg.SentIds,
+		arg.Attempts,
+		arg.ClaimIds,
+		arg.StaleSeconds,
+	)
 	if err != nil {
 		return nil, err
 	}
@@ -209,24 +224,6 @@ func (q *Queries) MarkFailed(ctx context.Context, arg MarkFailedParams) error {
 		arg.LastError,
 		arg.TaskID,
 	)
-	return err
-}
-
-const markSentMany = `-- name: MarkSentMany :exec
-UPDATE emails AS e SET status = 'sent', attempts = s.attempts, sent_at = now(), updated_at = now(), claimed_at = NULL
-FROM (SELECT unnest($1::uuid[]) AS task_id, unnest($2::int[]) AS attempts) AS s
-WHERE e.task_id = s.task_id
-`
-
-type MarkSentManyParams struct {
-	TaskIds  []uuid.UUID
-	Attempts []int32
-}
-
-// MarkSent for many tasks in one statement (the worker's sent records,
-// batched).
-func (q *Queries) MarkSentMany(ctx context.Context, arg MarkSentManyParams) error {
-	_, err := q.db.Exec(ctx, markSentMany, arg.TaskIds, arg.Attempts)
 	return err
 }
 
