@@ -113,6 +113,13 @@ func setup(t *testing.T) *bundle {
 // CloudEvents headers. The envelope's event id and time are filled in.
 func (b *bundle) produce(t *testing.T, ev contract.Event) {
 	t.Helper()
+	b.produceRaw(t, ev, complete(t, ev))
+}
+
+// complete fills in ev's event name, version, event id and time where
+// empty, and returns its JSON.
+func complete(t *testing.T, ev contract.Event) []byte {
+	t.Helper()
 	m := ev.Meta()
 	m.Event, m.Version = ev.Name(), 1
 	if m.EventID == "" {
@@ -125,7 +132,7 @@ func (b *bundle) produce(t *testing.T, ev contract.Event) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b.produceRaw(t, ev, value)
+	return value
 }
 
 func (b *bundle) produceRaw(t *testing.T, ev contract.Event, value []byte) {
