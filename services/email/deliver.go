@@ -27,11 +27,9 @@ type deliverer struct {
 }
 
 // defaultClaimStale is how long a claim (claimed_at) holds off other
-// copies of the task: well over the longest SMTP exchange (dial 5 s, five
-// commands of 10 s, data 30 s: about 85 s), so only a worker that died
-// mid-send loses its claim. The body write itself has no deadline in
-// go-smtp: a server stalling it past this window can still see the task
-// twice (a known gap).
+// copies of the task: well over the longest SMTP exchange (dial 5 s, NOOP,
+// greeting, EHLO, MAIL, RCPT and DATA 10 s each, the message and its reply
+// 30 s: 95 s), so only a worker that died mid-send loses its claim.
 const defaultClaimStale = 5 * time.Minute
 
 // dbTimeout bounds the deliverer's own statements. They run on a context

@@ -74,6 +74,9 @@ const (
 	DefaultPrefetch    = 20
 )
 
+// smtpConnections bounds the SMTP connections of a worker.
+const smtpConnections = 20
+
 // DefaultRetryDelays are the waits before the retries of a failed send.
 var DefaultRetryDelays = []time.Duration{5 * time.Second, 30 * time.Second, 2 * time.Minute, 10 * time.Minute}
 
@@ -182,7 +185,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if cfg.SMTPAddr != "" {
 		// A send in progress at shutdown gets half the shutdown timeout to
 		// end; the rest leaves room for its sent record and its ack.
-		sm := newSMTPMailer(cfg.SMTPAddr, cfg.Prefetch, cfg.ShutdownTimeout/2)
+		sm := newSMTPMailer(cfg.SMTPAddr, min(cfg.Prefetch, smtpConnections), cfg.ShutdownTimeout/2)
 		defer sm.close()
 		m = sm
 	} else {

@@ -25,8 +25,8 @@ type mailer interface {
 	send(ctx context.Context, from, to string, msg []byte) error
 }
 
-// smtpMailer sends over SMTP to addr, keeping up to size connections open
-// between messages (one per message in flight at most).
+// smtpMailer sends over SMTP to addr on at most size connections at once,
+// kept open between messages: sends beyond size wait for a connection.
 //
 // A send honours its context: once the context is done (the worker's
 // session ends, at shutdown), the exchange in progress has grace more to
@@ -38,20 +38,20 @@ type mailer interface {
 type smtpMailer struct {
 	addr  string
 	grace time.Duration
+	slots chan struct{} // one per send in progress
 	idle  chan pooled
 }
 
 // pooled is an idle connection and since when it idles.
 type pooled struct {
-	c     *smtp.Client
-	conn  *smtpConn
+	c     *smtpClient
 	since time.Time
 }
 
-// newSMTPMailer returns a mailer to addr keeping up to size connections;
-// grace is how long a send may go on once its context is done.
+// newSMTPMailer returns a mailer to addr on up to size connections; grace
+// is how long a send may go on once its context is done.
 func newSMTPMailer(addr string, size int, grace time.Duration) *smtpMailer {
-	return &smtpMailer{addr: addr, grace: grace, idle: make(chan pooled, size)}
+	return &smtpMailer{addr: addr, grace: grace, slots: make(chan struct{}, size), idle: make(chan pooled, size)}
 }
 
 // Timeouts of one SMTP exchange.
@@ -70,6 +70,11 @@ const (
 // the server may have accepted the message, and only the retry path (with
 // the task's claim) may send it again.
 func (m *smtpMailer) send(ctx context.Context, from, to string, msg []byte) error {
+	select {
+	case m.slots <- struct{}{}:
+		defer func() { <-m.slots }()
+	case <-ctx.Done():
+	}
 	if ctx.Err() != nil {
 		return fmt.Errorf("smtp %s: not sent, the worker stops: %w", m.addr, rabbit.ErrRequeue)
 	}
@@ -82,17 +87,17 @@ func (m *smtpMailer) send(ctx context.Context, from, to string, msg []byte) erro
 		}
 		return fmt.Errorf("smtp %s: %w", m.addr, err) // refused, timed out: transient
 	}
-	unbind := p.conn.bind(sctx)
-	err = p.c.SendMail(from, []string{to}, bytes.NewReader(msg))
+	unbind := p.c.conn.bind(sctx)
+	err = p.c.send(from, to, msg)
 	if !unbind() {
-		_ = p.c.Close() // cut: never reused
+		_ = p.c.close() // cut: never reused
 		if err != nil {
 			return fmt.Errorf("smtp %s: send cut as the worker stopped, the server may have it (%v): %w", m.addr, err, rabbit.ErrRequeue)
 		}
 		return nil // it ended within the grace
 	}
 	if err != nil {
-		_ = p.c.Close() // its state is unknown: never reused
+		_ = p.c.close() // its state is unknown: never reused
 		var se *smtp.SMTPError
 		if errors.As(err, &se) && se.Code >= 500 {
 			return fmt.Errorf("smtp %s: %w: %w", m.addr, err, rabbit.ErrPermanent)
@@ -100,7 +105,7 @@ func (m *smtpMailer) send(ctx context.Context, from, to string, msg []byte) erro
 		return fmt.Errorf("smtp %s: %w", m.addr, err)
 	}
 	select {
-	case m.idle <- pooled{p.c, p.conn, time.Now()}:
+	case m.idle <- pooled{p.c, time.Now()}:
 	default:
 		p.quit()
 	}
@@ -127,48 +132,27 @@ func (m *smtpMailer) client(ctx context.Context) (pooled, error) {
 			if time.Since(p.since) < smtpIdleCheck {
 				return p, nil
 			}
-			unbind := p.conn.bind(ctx)
-			err := p.c.Noop()
+			unbind := p.c.conn.bind(ctx)
+			err := p.c.noop()
 			if unbind() && err == nil {
 				return p, nil
 			}
-			_ = p.c.Close() // the server dropped it, or ctx ended
+			_ = p.c.close() // the server dropped it, or ctx ended
 			continue
 		default:
 		}
-		return m.dial(ctx)
+		c, err := dialSMTP(ctx, m.addr)
+		return pooled{c: c}, err
 	}
-}
-
-func (m *smtpMailer) dial(ctx context.Context) (pooled, error) {
-	d := net.Dialer{Timeout: smtpDialTimeout}
-	nc, err := d.DialContext(ctx, "tcp", m.addr)
-	if err != nil {
-		return pooled{}, err
-	}
-	conn := &smtpConn{Conn: nc}
-	c := smtp.NewClient(conn)
-	c.CommandTimeout, c.SubmissionTimeout = smtpCommandTimeout, smtpDataTimeout
-	unbind := conn.bind(ctx)
-	err = c.Hello("orderflow.local")
-	if !unbind() && err == nil {
-		err = ctx.Err()
-	}
-	if err != nil {
-		_ = c.Close()
-		return pooled{}, err
-	}
-	return pooled{c: c, conn: conn}, nil
 }
 
 // quit says QUIT, waiting at most smtpQuitTimeout, and closes.
 func (p pooled) quit() {
 	ctx, cancel := context.WithTimeout(context.Background(), smtpQuitTimeout)
 	defer cancel()
-	unbind := p.conn.bind(ctx)
-	_ = p.c.Quit()
+	unbind := p.c.conn.bind(ctx)
+	p.c.quit()
 	unbind()
-	_ = p.c.Close()
 }
 
 // close closes the idle connections.
@@ -184,20 +168,20 @@ func (m *smtpMailer) close() {
 }
 
 // smtpConn is an SMTP connection's socket whose deadlines a context bounds
-// (bind). go-smtp sets a deadline before each command and clears it after,
-// so a deadline set on the socket from outside would not last: here every
-// deadline go-smtp asks for is capped by the bound context's, and once that
-// context is done the deadline is in the past, failing the read or write
-// in progress at once. (go-smtp calls SetDeadline only.)
+// (bind). smtpClient sets a deadline before each command, so a deadline
+// set on the socket from outside would not last: here every deadline the
+// client asks for is capped by the bound context's, and once that context
+// is done the deadline is in the past, failing the read or write in
+// progress at once. (The client calls SetDeadline only.)
 type smtpConn struct {
 	net.Conn
 
 	mu    sync.Mutex
 	limit time.Time // from the bound context; zero: none
-	asked time.Time // go-smtp's
+	asked time.Time // the client's
 }
 
-// SetDeadline sets go-smtp's deadline, capped by the limit.
+// SetDeadline sets the client's deadline, capped by the limit.
 func (c *smtpConn) SetDeadline(t time.Time) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()

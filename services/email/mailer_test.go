@@ -4,9 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net/mail"
 	"testing"
 	"time"
 
+	"github.com/emersion/go-smtp"
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	amqp "github.com/rabbitmq/amqp091-go"
@@ -15,6 +17,7 @@ import (
 	"github.com/orderflow/orderflow/internal/servicetest"
 	"github.com/orderflow/orderflow/internal/smtptest"
 	"github.com/orderflow/orderflow/internal/testenv"
+	"github.com/orderflow/orderflow/pkg/events/rabbit"
 )
 
 // A send in progress at shutdown to an SMTP server that stalls it (silent
@@ -69,4 +72,73 @@ func TestShutdownCutsStalledSend(t *testing.T) {
 			})
 		})
 	}
+}
+
+// The SMTP client against a server offering PIPELINING (smtptest's) and
+// one that does not (a tarpit answering at once): the message arrives as
+// built, a line starting with a dot included; a 550 is permanent, a 451
+// is not, and the next send after either goes through.
+func TestSMTPClient(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	msg := []byte("Subject: hi\r\nMessage-ID: <1@orderflow.local>\r\n\r\n.a line with a dot\r\n..two\r\nend\r\n")
+
+	srv := smtptest.Start(t)
+	srv.SetRule(func(to []string, _ mail.Header, _ int) *smtp.SMTPError {
+		switch to[0] {
+		case "gone@example.com":
+			return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "no such mailbox"}
+		case "busy@example.com":
+			return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "try again later"}
+		}
+		return nil
+	})
+	c, err := dialSMTP(ctx, srv.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.pipelining {
+		t.Error("smtptest's server offers PIPELINING; the client did not see it")
+	}
+	c.quit()
+	m := newSMTPMailer(srv.Addr, 2, time.Second)
+	defer m.close()
+	for _, tc := range []struct {
+		to        string
+		permanent bool
+		fails     bool
+	}{
+		{"ada@example.com", false, false},
+		{"gone@example.com", true, true},
+		{"ada@example.com", false, false},
+		{"busy@example.com", false, true},
+		{"ada@example.com", false, false},
+	} {
+		err := m.send(ctx, "orders@orderflow.local", tc.to, msg)
+		if (err != nil) != tc.fails || errors.Is(err, rabbit.ErrPermanent) != tc.permanent {
+			t.Errorf("send to %s: %v; want failure %v, permanent %v", tc.to, err, tc.fails, tc.permanent)
+		}
+	}
+	got := srv.Messages()
+	if len(got) != 3 {
+		t.Fatalf("%d messages accepted, want 3", len(got))
+	}
+	for _, g := range got {
+		if string(g.Data) != string(msg) || g.From != "orders@orderflow.local" {
+			t.Errorf("accepted %q from %q, want %q", g.Data, g.From, msg)
+		}
+	}
+
+	plain := smtptest.StartTarpit(t, time.Millisecond) // no extensions, answers each line
+	c, err = dialSMTP(ctx, plain.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.pipelining {
+		t.Error("the tarpit offers no PIPELINING; the client thinks it does")
+	}
+	if err := c.send("orders@orderflow.local", "ada@example.com", msg); err != nil {
+		t.Errorf("send without pipelining: %v", err)
+	}
+	c.quit()
 }
