@@ -13,8 +13,13 @@
 // Guarantees:
 //   - At most one award per order, whatever is redelivered: a duplicate
 //     record is dropped by the inbox, and a second PaymentCaptured of the
-//     same order (a new eventId) finds the order's award row and does
+//     same order (a new eventId) finds the order's award decided and does
 //     nothing.
+//   - Records are applied a batch at a time (see handleBatch), with a
+//     handful of statements per batch, and each order ends as if its
+//     records had been applied one by one in offset order, also when one
+//     batch holds several of them. Timers fire a batch at a time too
+//     (fireAwards).
 //   - The award is a durable timer (package timer) written in the same
 //     transaction as the award row: a restart or crash neither loses it (it
 //     fires once any instance runs after its due time) nor doubles it (the
@@ -129,9 +134,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 			h := &handler{outbox: d.Outbox, awardDelay: cfg.AwardDelay, log: d.Log}
 			api := &api{pool: d.Pool, log: d.Log}
 			return service.Parts{
-				Handler: h.handle,
-				Routes:  api.routes,
-				Timers:  map[string]timer.FireFunc{timerAward: h.award},
+				Batch:       h.handleBatch,
+				Routes:      api.routes,
+				BatchTimers: map[string]timer.BatchFireFunc{timerAward: h.fireAwards},
 			}, nil
 		},
 	}, log)

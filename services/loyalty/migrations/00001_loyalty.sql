@@ -6,7 +6,7 @@
 -- A customer's balance is the sum of their awarded rows: there is no
 -- balance row, because the award timers fire in batches that hold many
 -- orders' locks, and batches of two instances updating shared per-customer
--- rows in different orders deadlock (see the award FireFunc).
+-- rows in different orders deadlock (see fireAwards).
 CREATE TABLE awards (
     order_id    uuid        PRIMARY KEY,
     customer_id text        NOT NULL,

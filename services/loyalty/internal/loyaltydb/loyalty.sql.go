@@ -7,96 +7,58 @@ package loyaltydb
 
 import (
 	"context"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgtype"
 )
 
-const dropAward = `-- name: DropAward :one
-UPDATE awards SET state = 'dropped', reason = $2, updated_at = now()
-WHERE order_id = $1 AND state = 'pending'
-RETURNING order_id, customer_id, points, state, due_at, awarded_at, reason, created_at, updated_at
+const getOrderStates = `-- name: GetOrderStates :many
+SELECT o.order_id::uuid                   AS order_id,
+       coalesce(a.state, '')::text        AS award_state,
+       coalesce(a.customer_id, '')::text  AS customer_id,
+       coalesce(a.points, 0)::bigint      AS points,
+       c.reason                           AS cancel_reason
+FROM unnest($1::uuid[]) AS o(order_id)
+LEFT JOIN awards a ON a.order_id = o.order_id
+LEFT JOIN cancellations c ON c.order_id = o.order_id
 `
 
-type DropAwardParams struct {
-	OrderID uuid.UUID
-	Reason  string
+type GetOrderStatesRow struct {
+	OrderID      uuid.UUID
+	AwardState   string
+	CustomerID   string
+	Points       int64
+	CancelReason pgtype.Text
 }
 
-// Drops a pending award; no row when it is not pending.
-func (q *Queries) DropAward(ctx context.Context, arg DropAwardParams) (Award, error) {
-	row := q.db.QueryRow(ctx, dropAward, arg.OrderID, arg.Reason)
-	var i Award
-	err := row.Scan(
-		&i.OrderID,
-		&i.CustomerID,
-		&i.Points,
-		&i.State,
-		&i.DueAt,
-		&i.AwardedAt,
-		&i.Reason,
-		&i.CreatedAt,
-		&i.UpdatedAt,
-	)
-	return i, err
-}
-
-const getAward = `-- name: GetAward :one
-SELECT order_id, customer_id, points, state, due_at, awarded_at, reason, created_at, updated_at FROM awards WHERE order_id = $1
-`
-
-func (q *Queries) GetAward(ctx context.Context, orderID uuid.UUID) (Award, error) {
-	row := q.db.QueryRow(ctx, getAward, orderID)
-	var i Award
-	err := row.Scan(
-		&i.OrderID,
-		&i.CustomerID,
-		&i.Points,
-		&i.State,
-		&i.DueAt,
-		&i.AwardedAt,
-		&i.Reason,
-		&i.CreatedAt,
-		&i.UpdatedAt,
-	)
-	return i, err
-}
-
-const getCancellation = `-- name: GetCancellation :one
-SELECT order_id, reason, created_at FROM cancellations WHERE order_id = $1
-`
-
-func (q *Queries) GetCancellation(ctx context.Context, orderID uuid.UUID) (Cancellation, error) {
-	row := q.db.QueryRow(ctx, getCancellation, orderID)
-	var i Cancellation
-	err := row.Scan(&i.OrderID, &i.Reason, &i.CreatedAt)
-	return i, err
-}
-
-const insertAward = `-- name: InsertAward :exec
-INSERT INTO awards (order_id, customer_id, points, state, due_at, reason)
-VALUES ($1, $2, $3, $4, $5, $6)
-`
-
-type InsertAwardParams struct {
-	OrderID    uuid.UUID
-	CustomerID string
-	Points     int64
-	State      string
-	DueAt      pgtype.Timestamptz
-	Reason     string
-}
-
-func (q *Queries) InsertAward(ctx context.Context, arg InsertAwardParams) error {
-	_, err := q.db.Exec(ctx, insertAward,
-		arg.OrderID,
-		arg.CustomerID,
-		arg.Points,
-		arg.State,
-		arg.DueAt,
-		arg.Reason,
-	)
-	return err
+// The award and the cancellation of each order of a batch of records, in
+// one read: award_state is ” for an order without an award row, and
+// cancel_reason NULL for one never cancelled.
+func (q *Queries) GetOrderStates(ctx context.Context, orderIds []uuid.UUID) ([]GetOrderStatesRow, error) {
+	rows, err := q.db.Query(ctx, getOrderStates, orderIds)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []GetOrderStatesRow
+	for rows.Next() {
+		var i GetOrderStatesRow
+		if err := rows.Scan(
+			&i.OrderID,
+			&i.AwardState,
+			&i.CustomerID,
+			&i.Points,
+			&i.CancelReason,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
 }
 
 const listAwards = `-- name: ListAwards :many
@@ -141,42 +103,88 @@ func (q *Queries) ListAwards(ctx context.Context, customerID string) ([]ListAwar
 	return items, nil
 }
 
-const markAwarded = `-- name: MarkAwarded :one
+const markAwarded = `-- name: MarkAwarded :many
 UPDATE awards SET state = 'awarded', awarded_at = now(), updated_at = now()
-WHERE order_id = $1 AND state = 'pending'
-RETURNING order_id, customer_id, points, state, due_at, awarded_at, reason, created_at, updated_at
+WHERE order_id = ANY($1::uuid[]) AND state = 'pending'
+RETURNING order_id, customer_id, points
 `
 
-// Marks a pending award awarded; no row when it is not pending.
-func (q *Queries) MarkAwarded(ctx context.Context, orderID uuid.UUID) (Award, error) {
-	row := q.db.QueryRow(ctx, markAwarded, orderID)
-	var i Award
-	err := row.Scan(
-		&i.OrderID,
-		&i.CustomerID,
-		&i.Points,
-		&i.State,
-		&i.DueAt,
-		&i.AwardedAt,
-		&i.Reason,
-		&i.CreatedAt,
-		&i.UpdatedAt,
-	)
-	return i, err
+type MarkAwardedRow struct {
+	OrderID    uuid.UUID
+	CustomerID string
+	Points     int64
 }
 
-const rememberCancellation = `-- name: RememberCancellation :exec
-INSERT INTO cancellations (order_id, reason) VALUES ($1, $2)
+// Marks the pending awards of the given orders awarded and returns them;
+// an order whose award is not pending is left out.
+func (q *Queries) MarkAwarded(ctx context.Context, orderIds []uuid.UUID) ([]MarkAwardedRow, error) {
+	rows, err := q.db.Query(ctx, markAwarded, orderIds)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []MarkAwardedRow
+	for rows.Next() {
+		var i MarkAwardedRow
+		if err := rows.Scan(&i.OrderID, &i.CustomerID, &i.Points); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const rememberCancellations = `-- name: RememberCancellations :exec
+INSERT INTO cancellations (order_id, reason)
+SELECT unnest($1::uuid[]), unnest($2::text[])
 ON CONFLICT (order_id) DO NOTHING
 `
 
-type RememberCancellationParams struct {
-	OrderID uuid.UUID
-	Reason  string
+type RememberCancellationsParams struct {
+	OrderIds []uuid.UUID
+	Reasons  []string
 }
 
-// The first cancellation's reason is kept.
-func (q *Queries) RememberCancellation(ctx context.Context, arg RememberCancellationParams) error {
-	_, err := q.db.Exec(ctx, rememberCancellation, arg.OrderID, arg.Reason)
+// Each order's first cancellation is kept: an order already cancelled, or
+// given twice, keeps its first reason.
+func (q *Queries) RememberCancellations(ctx context.Context, arg RememberCancellationsParams) error {
+	_, err := q.db.Exec(ctx, rememberCancellations, arg.OrderIds, arg.Reasons)
+	return err
+}
+
+const saveAwards = `-- name: SaveAwards :exec
+INSERT INTO awards (order_id, customer_id, points, state, due_at, reason)
+SELECT unnest($1::uuid[]), unnest($2::text[]), unnest($3::bigint[]),
+       unnest($4::text[]), nullif(unnest($5::timestamptz[]), '0001-01-01 00:00:00Z'), unnest($6::text[])
+ON CONFLICT (order_id) DO UPDATE SET state = excluded.state, reason = excluded.reason, updated_at = now()
+WHERE awards.state = 'pending' AND excluded.state = 'dropped'
+`
+
+type SaveAwardsParams struct {
+	OrderIds    []uuid.UUID
+	CustomerIds []string
+	Points      []int64
+	States      []string
+	DueAts      []time.Time
+	Reasons     []string
+}
+
+// Writes the awards a batch decided or dropped, one row per order: a new
+// order's row is inserted as the batch left it; an existing row changes
+// only from pending to dropped (its state only moves forward). A zero
+// due_at (0001-01-01, Go's zero time) is NULL: sqlc types the array's
+// elements as time.Time, which has no NULL.
+func (q *Queries) SaveAwards(ctx context.Context, arg SaveAwardsParams) error {
+	_, err := q.db.Exec(ctx, saveAwards,
+		arg.OrderIds,
+		arg.CustomerIds,
+		arg.Points,
+		arg.States,
+		arg.DueAts,
+		arg.Reasons,
+	)
 	return err
 }
