@@ -228,15 +228,21 @@ func (h *handler) load(ctx context.Context, q *warehousedb.Queries, recs []recor
 			s.lines = append(s.lines, line{sku: row.Sku.String, quantity: row.Quantity.Int64})
 		}
 	}
+	// Only an order's first record in the batch can reserve (a capture of
+	// an order without a shipment), and only a cancellation of a pick
+	// scheduled before can release what the batch did not reserve itself:
+	// no other stock row is locked, or created, than one by one.
 	var skus []string
+	seen := make(map[uuid.UUID]bool, len(ids))
 	for _, r := range recs {
 		var ls []line
 		switch s := b.shipments[r.orderID]; {
-		case r.name == "PaymentCaptured" && s == nil:
+		case r.name == "PaymentCaptured" && s == nil && !seen[r.orderID]:
 			ls = r.lines
 		case r.name == "OrderCancelled" && s != nil && s.status == statusScheduled:
 			ls = s.lines
 		}
+		seen[r.orderID] = true
 		for _, l := range ls {
 			skus = append(skus, l.sku)
 		}

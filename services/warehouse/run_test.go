@@ -41,14 +41,25 @@ type bundle struct {
 // broker, with 1000 units per unseen SKU and the given ship delay.
 func setup(t *testing.T, shipDelay time.Duration) *bundle {
 	t.Helper()
+	b := setupStopped(t, shipDelay)
+	b.start(t)
+	return b
+}
+
+// setupStopped is setup without starting the service: its database is
+// migrated, so a test can seed it and queue records before start.
+func setupStopped(t *testing.T, shipDelay time.Duration) *bundle {
+	t.Helper()
 	broker := kafkatest.Start(t)
 	b := &bundle{
 		cfg:    Config{Config: servicetest.Config(t, broker), DefaultStock: 1000, ShipDelay: shipDelay},
 		broker: broker,
 	}
 	b.base = "http://" + b.cfg.HTTPAddr
-	b.start(t)
 	b.pool = servicetest.Pool(t, b.cfg.Config)
+	if err := Migrate(context.Background(), b.pool); err != nil {
+		t.Fatal(err)
+	}
 	b.in = servicetest.NewProducer(t, broker)
 	b.out = servicetest.Collect(t, broker, contract.TopicWarehouse)
 	b.dlq = servicetest.Collect(t, broker, "dlq.warehouse")
@@ -142,6 +153,33 @@ func (b *bundle) outboxEvents(t *testing.T, orderID string) []string {
 	return out
 }
 
+// shipped decodes the order's events, PickScheduled then OrderShipped,
+// and checks that OrderShipped names the pick, has a tracking id and
+// carries the correlation id of the order's PaymentCaptured (through the
+// ship timer).
+func (b *bundle) shipped(t *testing.T, orderID string) (contract.PickScheduled, contract.OrderShipped) {
+	t.Helper()
+	recs := b.out.Records(orderID)
+	var scheduled contract.PickScheduled
+	var shipped contract.OrderShipped
+	if len(recs) != 2 {
+		t.Fatalf("order %s: %d events, want PickScheduled and OrderShipped", orderID, len(recs))
+	}
+	if err := json.Unmarshal(recs[0].Value, &scheduled); err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(recs[1].Value, &shipped); err != nil {
+		t.Fatal(err)
+	}
+	if shipped.PickID != scheduled.PickID || !strings.HasPrefix(shipped.TrackingID, "TRK-") {
+		t.Errorf("order %s: PickScheduled %+v, OrderShipped %+v", orderID, scheduled, shipped)
+	}
+	if c := recs[1].Headers["x-correlation-id"]; c != "test-"+orderID {
+		t.Errorf("order %s: OrderShipped x-correlation-id %q, want %q", orderID, c, "test-"+orderID)
+	}
+	return scheduled, shipped
+}
+
 func (b *bundle) shipment(t *testing.T, orderID string, cond func(shipmentJSON) bool) shipmentJSON {
 	t.Helper()
 	return servicetest.WaitJSON(t, b.base+"/shipments/"+orderID, cond)
@@ -231,24 +269,9 @@ func TestFlows(t *testing.T) {
 			if fmt.Sprint(got) != "[PickScheduled OrderShipped]" {
 				t.Fatalf("emitted %v", got)
 			}
-			recs := b.out.Records(id)
-			var scheduled contract.PickScheduled
-			var shipped contract.OrderShipped
-			if err := json.Unmarshal(recs[0].Value, &scheduled); err != nil {
-				t.Fatal(err)
-			}
-			if err := json.Unmarshal(recs[1].Value, &shipped); err != nil {
-				t.Fatal(err)
-			}
-			if shipped.PickID != scheduled.PickID || !strings.HasPrefix(shipped.TrackingID, "TRK-") {
-				t.Errorf("PickScheduled %+v, OrderShipped %+v", scheduled, shipped)
-			}
+			scheduled, shipped := b.shipped(t, id)
 			if pid, err := uuid.Parse(scheduled.PickID); err != nil || pid.Version() != 7 {
 				t.Errorf("pickId %q, want a UUIDv7", scheduled.PickID)
-			}
-			// The timer carries the order's correlation id to OrderShipped.
-			if c := recs[1].Headers["x-correlation-id"]; c != "test-"+id {
-				t.Errorf("OrderShipped x-correlation-id %q, want %q", c, "test-"+id)
 			}
 			sh := b.shipment(t, id, func(s shipmentJSON) bool { return s.Status == statusShipped })
 			if sh.TrackingID == nil || *sh.TrackingID != shipped.TrackingID || sh.PickID == nil || sh.PickID.String() != scheduled.PickID {
