@@ -15,7 +15,6 @@ import (
 	"log/slog"
 
 	"github.com/go-chi/chi/v5"
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
@@ -61,9 +60,6 @@ type Parts struct {
 	// precedence. One is required when Spec.Topics is set.
 	Handler consumer.Handler
 	Batch   consumer.BatchHandler
-	// Prepare, when set, runs before the Handlers of a batch of records
-	// (consumer.Config.Prepare).
-	Prepare func(ctx context.Context, tx pgx.Tx, msgs []consumer.Message) error
 	// Routes adds the service's endpoints beside /healthz, /readyz and
 	// /metrics.
 	Routes func(chi.Router)
@@ -190,7 +186,6 @@ func Run(ctx context.Context, cfg Config, spec Spec, log *slog.Logger) error {
 			Handler:     parts.Handler,
 			Batch:       parts.Batch,
 			Events:      spec.Events,
-			Prepare:     parts.Prepare,
 			Pool:        pool,
 			BaseBackoff: cfg.RetryBackoff,
 			AfterCommit: ob.Committed,

@@ -72,7 +72,7 @@
 // transaction: every order key of the batch locked first, in sorted order
 // and in one statement (so two batches never deadlock on them, and no
 // write precedes a lock), then every eventId claimed in the inbox in one
-// statement, then Config.Prepare, then the BatchHandler once with the
+// statement, then the BatchHandler once with the
 // fresh records in order (Config.Batch; a per-record Handler is called for
 // each in turn through PerRecord). A service whose BatchHandler applies the
 // batch set-based (a statement per table, its events in one outbox.Batch)
@@ -230,15 +230,6 @@ type Config struct {
 	// result="ignored": a service reads whole topics but needs a few of
 	// their events, and the rest would otherwise cost a transaction each.
 	Events []string
-
-	// Prepare, when set, runs in a batch's transaction (two records or
-	// more) after the order locks and inbox claims and before the first
-	// Handler, with the batch's fresh messages in order. It is for locks
-	// the Handlers will need, taken all at once in one order (warehouse
-	// locks the batch's stock rows there), so that records of one batch do
-	// not take them one by one, out of order. An error rolls the batch back
-	// and its records are handled one by one, without Prepare.
-	Prepare func(ctx context.Context, tx pgx.Tx, msgs []Message) error
 
 	// MaxBatch is how many queued records of one partition may be handled
 	// in one transaction (see the package doc); default 100, 1 turns

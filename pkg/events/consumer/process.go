@@ -367,9 +367,9 @@ func (b batch) prefix(n int) batch {
 
 // handleBatch runs b in one transaction: the order keys of its handled
 // records locked in sorted order first (one statement), their eventIds
-// claimed in the inbox (one statement), then Config.Prepare with the fresh
-// ones and the Handler for each fresh one in order. It reports which
-// messages were duplicates; when the Handler failed, failedAt is that
+// claimed in the inbox (one statement), then the BatchHandler once with
+// the fresh ones in order. It reports which messages were duplicates; when
+// the handler failed on one (a RecordError), failedAt is that
 // message's index (else -1) and the transaction is rolled back.
 func (r *Runner) handleBatch(ctx context.Context, b batch) (dups []bool, failedAt int, err error) {
 	failedAt = -1
@@ -407,11 +407,6 @@ func (r *Runner) handleBatch(ctx context.Context, b batch) (dups []bool, failedA
 			todo, at = append(todo, b.msgs[i]), append(at, i)
 		} else {
 			dups[i] = true
-		}
-	}
-	if r.cfg.Prepare != nil && len(todo) > 0 {
-		if err := r.cfg.Prepare(ctx, tx, todo); err != nil {
-			return nil, -1, fmt.Errorf("prepare: %w", err)
 		}
 	}
 	if len(todo) > 0 {
