@@ -5,8 +5,17 @@
 // the same machine load.
 //
 // It is a module of its own so the product does not depend on Watermill:
-// `cd bench/watermill && go test -run '^$' -bench . -benchtime 1x -timeout 45m`
-// (about 20 minutes on a 2-core machine).
+// `cd bench/watermill && go test -v -run '^$' -bench . -benchtime 1x -timeout 45m`
+// (12 to 20 minutes on a 2-core machine; -v, or go test cuts the per-round
+// lines after ten).
+//
+// PostgreSQL is POSTGRES_URL's server (default the local one). Both relays
+// publish only rows older than every transaction running on the whole
+// server, so on a server shared with other tests (each CREATE DATABASE
+// holds a transaction id for its whole copy) those transactions, not the
+// relays, set the tail: every phase logs the oldest one it saw, and
+// foreign-xact-max-ms reports it. For figures of the relays themselves,
+// point POSTGRES_URL at a server of their own.
 // Each run gets a fresh database; the broker is an embedded one (franz-go's
 // kfake) unless KAFKA_BROKERS is set. The figures are printed with
 // b.ReportMetric and every round is logged, so ranges can be read off; no
