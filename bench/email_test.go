@@ -28,7 +28,7 @@ import (
 
 // BenchmarkEmailThroughput: tasks from the email service's outbox to the
 // SMTP server's acceptance, through RabbitMQ (publisher confirms, the
-// worker at prefetch 20, the sent record before each ack), with an
+// worker at the default prefetch, the sent record before each ack), with an
 // in-process SMTP sink. 20,000 tasks are committed to the outbox at once;
 // emails/s counts from the first acceptance to the last (the relay's first
 // poll, up to a second, is left out), total-emails/s from the commit.

@@ -14,9 +14,10 @@ import (
 
 // batcher turns the requests that arrive together into one call of flush:
 // a request waits for the flush of the batch it joined, and requests that
-// arrive while one batch flushes form the next. With prefetch 20 that is
-// one statement and one commit for several emails instead of one each, and
-// no added wait when the worker is idle.
+// arrive while one batch flushes form the next. With the default prefetch
+// (100) that is one statement and one commit for some 24 claims and sent
+// records (BenchmarkEmailThroughput) instead of one each, and no added wait
+// when the worker is idle.
 type batcher[Req, Res any] struct {
 	max     int
 	flush   func(ctx context.Context, reqs []Req) ([]Res, error)

@@ -51,7 +51,7 @@ type Config struct {
 	MailDir     string          // where the mbox is; default .data/mail
 	From        string          // the From header; default "Orderflow <orders@orderflow.local>"
 	MaxAttempts int             // sends per task before it is parked; default 5
-	Prefetch    int             // unacked messages per worker, sent concurrently; default 20
+	Prefetch    int             // unacked messages per worker, handled concurrently; default 100
 	RetryDelays []time.Duration // waits before each retry; default 5s, 30s, 2m, 10m
 	// QueuePrefix is put before every exchange and queue name, so tests
 	// and side-by-side stacks can share a broker; empty in production.
@@ -71,10 +71,22 @@ const (
 	DefaultMailDir     = ".data/mail"
 	DefaultFrom        = "Orderflow <orders@orderflow.local>"
 	DefaultMaxAttempts = 5
-	DefaultPrefetch    = 20
+	// DefaultPrefetch is high because a message's handling is mostly
+	// waiting: two commits (its claim and its sent record, each shared
+	// with the messages in hand then) and the broker's round trip after
+	// its ack. The worker's rate is about the messages in hand over that
+	// latency, and more in hand also make each commit carry more of
+	// them: BenchmarkEmailThroughput on a shared 2-core machine went
+	// from 2,400-2,700/s at 20 to 3,600-4,400/s at 100, each email
+	// costing a third less CPU. The SMTP server sees no more than
+	// smtpConnections of them at once.
+	DefaultPrefetch = 100
 )
 
-// smtpConnections bounds the SMTP connections of a worker.
+// smtpConnections bounds the SMTP connections of a worker (the sends in
+// progress; the other messages in hand wait for one): the prefetch is
+// sized for the database's and the broker's latency, not the SMTP
+// server's limits (Postfix takes 50 connections per client by default).
 const smtpConnections = 20
 
 // DefaultRetryDelays are the waits before the retries of a failed send.
