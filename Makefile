@@ -34,7 +34,7 @@ bench: check-services
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./bench/... 2>&1 | tee .data/bench/inprocess.txt; \
 	[ "$${PIPESTATUS[0]}" = 0 ] || status=1; \
 	if [ -f bench/watermill/go.mod ]; then \
-		(cd bench/watermill && $(GO) test -run '^$$' -bench . -benchtime 1x -timeout 10m ./...) 2>&1 | tee .data/bench/watermill.txt; \
+		(cd bench/watermill && $(GO) test -v -run '^$$' -bench . -benchtime 1x -timeout 45m ./...) 2>&1 | tee .data/bench/watermill.txt; \
 		[ "$${PIPESTATUS[0]}" = 0 ] || status=1; \
 	else echo "bench/watermill: no module yet" > .data/bench/watermill.txt; fi; \
 	$(GO) run ./cmd/benchrun -gotest .data/bench/inprocess.txt,.data/bench/watermill.txt || status=1; \
