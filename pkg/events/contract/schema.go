@@ -172,11 +172,28 @@ func Schema(name string, version int) ([]byte, bool) {
 // such schema, one wrapping [ErrNotJSON] when data is not JSON, and a
 // *[ValidationError] naming every failing field when data fails the schema.
 // Fields the schema does not list are allowed. Safe for concurrent use.
+//
+// A valid event costs a walk of its bytes ([fastSchema]); the reference
+// validator only runs to say why an event failed.
 func Validate(name string, version int, data []byte) error {
 	k := schemaKey{name, version}
 	if _, ok := schemaIndex[k]; !ok {
 		return fmt.Errorf("%w %s v%d", ErrUnknownEvent, name, version)
 	}
+	fast, err := fastSchemas()
+	if err != nil {
+		return err
+	}
+	if f := fast[k]; f != nil && f.accepts(data) {
+		return nil
+	}
+	return validateReference(k, data)
+}
+
+// validateReference is [Validate] by santhosh-tekuri/jsonschema, on the
+// value encoding/json decodes: what defines the rules, and what reports a
+// failure field by field.
+func validateReference(k schemaKey, data []byte) error {
 	schemas, err := compiled()
 	if err != nil {
 		return err
@@ -185,12 +202,12 @@ func Validate(name string, version int, data []byte) error {
 	// neither rounded nor mistaken for a float.
 	v, err := jsonschema.UnmarshalJSON(bytes.NewReader(data))
 	if err != nil {
-		return fmt.Errorf("%s v%d: %w: %w", name, version, ErrNotJSON, err)
+		return fmt.Errorf("%s v%d: %w: %w", k.name, k.version, ErrNotJSON, err)
 	}
 	err = schemas[k].Validate(v)
 	var verr *jsonschema.ValidationError
 	if errors.As(err, &verr) {
-		return &ValidationError{Event: name, Version: version, Fields: fieldErrors(verr)}
+		return &ValidationError{Event: k.name, Version: k.version, Fields: fieldErrors(verr)}
 	}
 	return err
 }

@@ -492,20 +492,3 @@ func TestValidateConcurrent(t *testing.T) {
 	}
 	wg.Wait()
 }
-
-func BenchmarkValidateOrderPlaced(b *testing.B) {
-	data, err := json.Marshal(goEvents()[0])
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := Validate("OrderPlaced", 1, data); err != nil { // compile outside the timer
-		b.Fatal(err)
-	}
-	b.SetBytes(int64(len(data)))
-	b.ReportAllocs()
-	for b.Loop() {
-		if err := Validate("OrderPlaced", 1, data); err != nil {
-			b.Fatal(err)
-		}
-	}
-}
