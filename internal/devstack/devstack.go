@@ -19,6 +19,7 @@ import (
 
 	"github.com/orderflow/orderflow/pkg/config"
 	"github.com/orderflow/orderflow/pkg/events/kafka"
+	"github.com/orderflow/orderflow/pkg/events/outbox"
 	"github.com/orderflow/orderflow/pkg/service"
 	"github.com/orderflow/orderflow/services/email"
 	"github.com/orderflow/orderflow/services/loyalty"
@@ -50,7 +51,7 @@ type Options struct {
 // unit is one service of the stack, configured from the environment.
 type unit struct {
 	name    string
-	prepare func(brokers []string, configure func(*service.Config), opts Options) (run func(context.Context, *slog.Logger) error, addr string, err error)
+	prepare func(brokers []string, configure func(*service.Config), opts Options) (run func(context.Context, *slog.Logger) error, shared service.Config, err error)
 }
 
 // newUnit adapts a service's ConfigFromEnv and Run to a unit.
@@ -58,10 +59,10 @@ func newUnit[C any, P interface {
 	*C
 	Shared() *service.Config
 }](name string, fromEnv func() (C, error), run func(context.Context, C, *slog.Logger) error, adjust ...func(*C, Options)) unit {
-	return unit{name: name, prepare: func(brokers []string, configure func(*service.Config), opts Options) (func(context.Context, *slog.Logger) error, string, error) {
+	return unit{name: name, prepare: func(brokers []string, configure func(*service.Config), opts Options) (func(context.Context, *slog.Logger) error, service.Config, error) {
 		cfg, err := fromEnv()
 		if err != nil {
-			return nil, "", err
+			return nil, service.Config{}, err
 		}
 		for _, a := range adjust {
 			a(&cfg, opts)
@@ -71,7 +72,7 @@ func newUnit[C any, P interface {
 		if configure != nil {
 			configure(shared)
 		}
-		return func(ctx context.Context, log *slog.Logger) error { return run(ctx, cfg, log) }, shared.HTTPAddr, nil
+		return func(ctx context.Context, log *slog.Logger) error { return run(ctx, cfg, log) }, *shared, nil
 	}}
 }
 
@@ -132,8 +133,9 @@ func Run(ctx context.Context, out io.Writer, opts Options) error {
 	}
 
 	type prepared struct {
-		name, addr string
-		run        func(context.Context, *slog.Logger) error
+		name string
+		cfg  service.Config
+		run  func(context.Context, *slog.Logger) error
 	}
 	var stack []prepared
 	for _, u := range units {
@@ -142,11 +144,11 @@ func Run(ctx context.Context, out io.Writer, opts Options) error {
 				opts.Configure(u.name, c)
 			}
 		}
-		run, addr, err := u.prepare(brokers, configure, opts)
+		run, cfg, err := u.prepare(brokers, configure, opts)
 		if err != nil {
 			return err
 		}
-		stack = append(stack, prepared{u.name, addr, run})
+		stack = append(stack, prepared{u.name, cfg, run})
 	}
 
 	g, gctx := errgroup.WithContext(ctx)
@@ -155,12 +157,14 @@ func Run(ctx context.Context, out io.Writer, opts Options) error {
 	// topics are there.
 	g.Go(func() error { kafka.EnsureTopicsRetrying(gctx, brokers, log, kafka.Topics...); return nil })
 	var listening [][2]string // service, address
+	conns := 0
 	for _, p := range stack {
-		listening = append(listening, [2]string{p.name, p.addr})
+		listening = append(listening, [2]string{p.name, p.cfg.HTTPAddr})
+		conns += connections(p.cfg)
 		g.Go(func() error { return p.run(gctx, logger(p.name)) })
 	}
 
-	printBanner(out, listening, brokers)
+	printBanner(out, listening, brokers, conns)
 	err := g.Wait()
 	if err != nil && !errors.Is(err, context.Canceled) {
 		return err
@@ -169,8 +173,14 @@ func Run(ctx context.Context, out io.Writer, opts Options) error {
 	return nil
 }
 
-// printBanner says where each service listens and how to place an order.
-func printBanner(out io.Writer, listening [][2]string, brokers []string) {
+// connections is the most PostgreSQL connections a service configured by
+// c holds at once: its pool and its relay's. Its database's creation at
+// start is one more, closed before the pool opens.
+func connections(c service.Config) int { return int(c.MaxConns) + outbox.Connections }
+
+// printBanner says where each service listens, how many PostgreSQL
+// connections the stack may hold, and how to place an order.
+func printBanner(out io.Writer, listening [][2]string, brokers []string, conns int) {
 	var b strings.Builder
 	b.WriteString("\nOrderflow is running (Ctrl-C stops it).\n")
 	bases := map[string]string{}
@@ -180,6 +190,8 @@ func printBanner(out io.Writer, listening [][2]string, brokers []string) {
 		fmt.Fprintf(&b, "  %-9s http://%s   (GET /healthz /readyz /metrics)\n", l[0], base)
 	}
 	fmt.Fprintf(&b, "  %-9s %v\n", "kafka", brokers)
+	fmt.Fprintf(&b, "  %-9s at most %d connections (POSTGRES_MAX_CONNS or <SERVICE>_POSTGRES_MAX_CONNS per pool, +%d per relay)\n",
+		"postgres", conns, outbox.Connections)
 	fmt.Fprintf(&b, `
 Place an order:
   curl -si %[1]s/orders -H 'Content-Type: application/json' -d '{"customerId":"c-42","email":"ada@example.com","items":[{"sku":"book-1","quantity":2,"unitPriceCents":1250}],"currency":"EUR","paymentToken":"tok_visa"}'

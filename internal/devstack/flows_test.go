@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
-	"net/url"
 	"slices"
 	"strings"
 	"testing"
@@ -24,21 +23,35 @@ import (
 type stack map[string]string
 
 // startStack runs the whole stack as `make run` does, with env set, each
-// service on its own fresh database and free port, and the embedded broker
-// on a free port. It stops when t ends.
+// service on its own fresh database and free port, with pools of 4, and
+// the embedded broker on a free port. It stops when t ends.
 func startStack(t *testing.T, env map[string]string) stack {
+	t.Helper()
+	return startStackOn(t, env, stackDatabases(t), 4)
+}
+
+// stackDatabases creates a fresh database for each service of the stack
+// and returns their names by service.
+func stackDatabases(t *testing.T) map[string]string {
+	t.Helper()
+	databases := map[string]string{}
+	for _, u := range units {
+		databases[u.name] = pgtest.DatabaseName(t, pgtest.NewDatabase(t))
+	}
+	return databases
+}
+
+// startStackOn is startStack on the given databases, with pools of
+// maxConns (0: the services' defaults).
+func startStackOn(t *testing.T, env map[string]string, databases map[string]string, maxConns int32) stack {
 	t.Helper()
 	for k, v := range env {
 		t.Setenv(k, v)
 	}
 	t.Setenv("KAFKA_BROKERS", "") // the stack's own embedded broker
-	databases, addrs := map[string]string{}, map[string]string{}
+	addrs := map[string]string{}
 	for _, u := range units {
-		parsed, err := url.Parse(pgtest.NewDatabase(t))
-		if err != nil {
-			t.Fatal(err)
-		}
-		databases[u.name], addrs[u.name] = strings.TrimPrefix(parsed.Path, "/"), testenv.FreeAddr(t)
+		addrs[u.name] = testenv.FreeAddr(t)
 	}
 	running := testenv.Start(t, func(ctx context.Context) error {
 		return Run(ctx, io.Discard, Options{
@@ -47,7 +60,10 @@ func startStack(t *testing.T, env map[string]string) stack {
 			DataDir:     t.TempDir(),
 			Logs:        t.Output(),
 			Configure: func(name string, c *service.Config) {
-				c.HTTPAddr, c.Database, c.MaxConns = addrs[name], databases[name], 4
+				c.HTTPAddr, c.Database = addrs[name], databases[name]
+				if maxConns > 0 {
+					c.MaxConns = maxConns
+				}
 				c.RetryBackoff = 5 * time.Millisecond
 			},
 		})

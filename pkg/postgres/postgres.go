@@ -22,6 +22,24 @@ import (
 // DefaultURL is the server used when POSTGRES_URL is unset.
 const DefaultURL = "postgres://postgres@localhost:5432/postgres?sslmode=disable"
 
+// WithApplicationName returns rawURL with application_name=name added,
+// unless it names one already (the user's choice stands). PostgreSQL shows
+// it in pg_stat_activity, so a count of connections says whose they are.
+// A URL that does not parse is returned as it is, for its user to report.
+func WithApplicationName(rawURL, name string) string {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return rawURL
+	}
+	q := u.Query()
+	if q.Get("application_name") != "" {
+		return rawURL
+	}
+	q.Set("application_name", name)
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
 // DatabaseURL returns serverURL with its database replaced by name.
 func DatabaseURL(serverURL, name string) (string, error) {
 	u, err := url.Parse(serverURL)
@@ -39,9 +57,9 @@ func EnsureDatabase(ctx context.Context, serverURL, name string) (string, error)
 	if err != nil {
 		return "", err
 	}
-	conn, err := pgx.Connect(ctx, serverURL)
+	conn, err := connectSetup(ctx, serverURL)
 	if err != nil {
-		return "", fmt.Errorf("connect to postgres: %w", err)
+		return "", err
 	}
 	defer conn.Close(ctx)
 	var exists bool
@@ -64,16 +82,37 @@ func EnsureDatabase(ctx context.Context, serverURL, name string) (string, error)
 
 // DropDatabase drops database name, disconnecting its sessions.
 func DropDatabase(ctx context.Context, serverURL, name string) error {
-	conn, err := pgx.Connect(ctx, serverURL)
+	conn, err := connectSetup(ctx, serverURL)
 	if err != nil {
-		return fmt.Errorf("connect to postgres: %w", err)
+		return err
 	}
 	defer conn.Close(ctx)
 	_, err = conn.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)")
 	return err
 }
 
-// Connect opens a pool on the database at dbURL and checks it answers.
+// connectSetup opens the short-lived connection that creates or drops a
+// database, named as the server URL's application_name with "-setup", so a
+// count of connections at start tells it from the pools.
+func connectSetup(ctx context.Context, serverURL string) (*pgx.Conn, error) {
+	cfg, err := pgx.ParseConfig(serverURL)
+	if err != nil {
+		return nil, fmt.Errorf("parse postgres url: %w", err)
+	}
+	if name := cfg.RuntimeParams["application_name"]; name != "" {
+		cfg.RuntimeParams["application_name"] = name + "-setup"
+	}
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("connect to postgres: %w", err)
+	}
+	return conn, nil
+}
+
+// Connect opens a pool of at most maxConns connections (0: pgx's default,
+// max(4, CPUs)) on the database at dbURL and checks it answers. The pool
+// opens connections as they are needed (no MinConns) and never more than
+// maxConns: beyond them, Acquire waits, for as long as its context allows.
 func Connect(ctx context.Context, dbURL string, maxConns int32) (*pgxpool.Pool, error) {
 	cfg, err := pgxpool.ParseConfig(dbURL)
 	if err != nil {

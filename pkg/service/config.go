@@ -20,7 +20,7 @@ type Config struct {
 	HTTPAddr        string        // listen address, from <NAME>_HTTP_ADDR
 	PostgresURL     string        // the server; the service uses its database Database on it
 	Database        string        // default "orderflow_<name>"
-	MaxConns        int32         // pool size; default 16
+	MaxConns        int32         // the service pool's size; default DefaultMaxConns
 	Brokers         []string      // Kafka seed brokers; default the dev stack's 127.0.0.1:9092
 	OutboxRetention time.Duration // published outbox rows are kept this long; default 7 days
 	ShutdownTimeout time.Duration // how long in-flight requests may finish after ctx is done; default 7s
@@ -34,7 +34,19 @@ type Config struct {
 const (
 	DefaultBroker          = "127.0.0.1:9092" // where the dev stack's embedded broker listens
 	DefaultOutboxRetention = 7 * 24 * time.Hour
-	DefaultMaxConns        = 16 // pgx's default, max(4, CPUs), queues requests on a 2-core machine
+	// DefaultMaxConns keeps the five services of `make run` within
+	// ConnectionBudget: each holds its pool and its relay's
+	// outbox.Connections, 5 × (5 + 2) = 35 of PostgreSQL's default 100 at
+	// peak. The consumer's batches hold at most two of the five (its joint
+	// transactions, consumer.Config.Transactions), whatever its partition
+	// count (only records retried after a failure take their own), which
+	// leaves three for requests and timers; transactions beyond
+	// the pool wait in Acquire, on their context, and do not fail.
+	DefaultMaxConns = 5
+	// ConnectionBudget is the most connections the five services of
+	// `make run` may hold together at their defaults, start and peak load
+	// included; internal/devstack's TestConnectionBudget holds them to it.
+	ConnectionBudget = 40
 	// DefaultShutdownTimeout leaves room in the 10 s a Ctrl-C may take for
 	// the relay's last cursor update and closing the pool.
 	DefaultShutdownTimeout = 7 * time.Second
@@ -52,6 +64,7 @@ func (c *Config) SetDefaults(name, httpAddr string) {
 	if c.PostgresURL == "" {
 		c.PostgresURL = postgres.DefaultURL
 	}
+	c.PostgresURL = postgres.WithApplicationName(c.PostgresURL, ApplicationName(c.Name))
 	if c.Database == "" {
 		c.Database = "orderflow_" + c.Name
 	}
@@ -73,8 +86,10 @@ func (c *Config) SetDefaults(name, httpAddr string) {
 // named service: POSTGRES_URL, KAFKA_BROKERS (empty: the dev stack's
 // broker), OUTBOX_RETENTION (a Go duration or days, "7d"),
 // <NAME>_HTTP_ADDR (default httpAddr), DATABASE_PREFIX (default
-// "orderflow_": the database is the prefix and the service's name) and
-// POSTGRES_MAX_CONNS (the service pool's size; the relay adds 3). Problems are collected in e, so the
+// "orderflow_": the database is the prefix and the service's name),
+// POSTGRES_MAX_CONNS (every service pool's size, default DefaultMaxConns;
+// the relay adds outbox.Connections) and <NAME>_POSTGRES_MAX_CONNS (this
+// service's, over POSTGRES_MAX_CONNS). Problems are collected in e, so the
 // caller reports them with its own in one line.
 func FromEnv(e *config.Env, name, httpAddr string) Config {
 	c := Config{
@@ -90,11 +105,8 @@ func FromEnv(e *config.Env, name, httpAddr string) Config {
 		}
 		c.Database = prefix + name
 	}
-	if n := e.Int("POSTGRES_MAX_CONNS", DefaultMaxConns); n < 1 || n > 1000 {
-		e.Reject("POSTGRES_MAX_CONNS", "want 1 to 1000 connections")
-	} else {
-		c.MaxConns = int32(n)
-	}
+	c.MaxConns = maxConns(e, "POSTGRES_MAX_CONNS", DefaultMaxConns)
+	c.MaxConns = maxConns(e, MaxConnsVar(name), c.MaxConns)
 	c.OutboxRetention = e.Duration("OUTBOX_RETENTION", DefaultOutboxRetention)
 	if c.OutboxRetention == 0 {
 		e.Reject("OUTBOX_RETENTION", "must be positive (e.g. 7d, 36h)")
@@ -108,6 +120,25 @@ func FromEnv(e *config.Env, name, httpAddr string) Config {
 	c.SetDefaults(name, httpAddr)
 	return c
 }
+
+// maxConns reads a pool size from the variable name, def when unset.
+func maxConns(e *config.Env, name string, def int32) int32 {
+	n := e.Int(name, int(def))
+	if n < 1 || n > 1000 {
+		e.Reject(name, "want 1 to 1000 connections")
+		return def
+	}
+	return int32(n)
+}
+
+// MaxConnsVar is the variable setting one service's pool size over
+// POSTGRES_MAX_CONNS, e.g. PAYMENTS_POSTGRES_MAX_CONNS.
+func MaxConnsVar(name string) string { return strings.ToUpper(name) + "_POSTGRES_MAX_CONNS" }
+
+// ApplicationName is what the service's connections call themselves in
+// pg_stat_activity (its pool; its relay adds "-relay", database creation
+// "-setup"), e.g. orderflow-payments.
+func ApplicationName(name string) string { return "orderflow-" + name }
 
 // AddrVar is the variable naming a service's listen address, e.g.
 // PAYMENTS_HTTP_ADDR.
@@ -146,6 +177,7 @@ func (c Config) LogValue() slog.Value {
 		slog.String("http_addr", c.HTTPAddr),
 		slog.String("postgres_url", pg),
 		slog.String("database", c.Database),
+		slog.Int("postgres_max_conns", int(c.MaxConns)),
 		slog.Any("brokers", c.Brokers),
 		slog.Duration("outbox_retention", c.OutboxRetention),
 	)

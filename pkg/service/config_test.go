@@ -84,4 +84,19 @@ func TestFromEnvDatabasePrefix(t *testing.T) {
 	if c := service.FromEnv(e, "payments", ":8081"); e.Err() != nil || c.MaxConns != 6 {
 		t.Errorf("pool size %d, %v; want 6", c.MaxConns, e.Err())
 	}
+	e = config.FromLookup(lookup(map[string]string{"POSTGRES_MAX_CONNS": "6", "PAYMENTS_POSTGRES_MAX_CONNS": "9"}))
+	if c := service.FromEnv(e, "payments", ":8081"); e.Err() != nil || c.MaxConns != 9 {
+		t.Errorf("payments pool size %d, %v; want its own 9 over POSTGRES_MAX_CONNS", c.MaxConns, e.Err())
+	}
+	if c := service.FromEnv(e, "orders", ":8080"); e.Err() != nil || c.MaxConns != 6 {
+		t.Errorf("orders pool size %d, %v; want POSTGRES_MAX_CONNS's 6", c.MaxConns, e.Err())
+	}
+	e = config.FromLookup(lookup(map[string]string{"PAYMENTS_POSTGRES_MAX_CONNS": "0"}))
+	service.FromEnv(e, "payments", ":8081")
+	if err := e.Err(); err == nil || !strings.Contains(err.Error(), "PAYMENTS_POSTGRES_MAX_CONNS") {
+		t.Errorf("bad payments pool size: %v", err)
+	}
+	if c := service.FromEnv(config.FromLookup(lookup(nil)), "payments", ":8081"); c.MaxConns != service.DefaultMaxConns {
+		t.Errorf("default pool size %d, want %d", c.MaxConns, service.DefaultMaxConns)
+	}
 }

@@ -71,7 +71,8 @@ func (o *Outbox) Run(ctx context.Context) error {
 	// The relay's own connections: behind a busy service pool, its batches
 	// would queue with the requests and add their wait to every event.
 	pcfg := o.pool.Config().Copy()
-	pcfg.MaxConns, pcfg.MinConns = 2, 0
+	pcfg.MaxConns, pcfg.MinConns = relayPoolSize, 0
+	pcfg.ConnConfig.RuntimeParams["application_name"] = o.connName("relay")
 	// Its writes are cursor moves and retention deletes: losing the last
 	// ones in a server crash only re-publishes events (same eventIds) or
 	// deletes later, so they need not wait for the WAL flush, and the next
@@ -90,6 +91,28 @@ func (o *Outbox) Run(ctx context.Context) error {
 	g.Go(func() error { return o.lead(ctx, localWake) })
 	g.Go(func() error { return o.expire(ctx) })
 	return g.Wait()
+}
+
+// Connections is how many PostgreSQL connections a relay holds beside the
+// service's pool: its own pool of relayPoolSize and, while it leads or
+// tries to, the lease connection.
+const Connections = relayPoolSize + 1
+
+// relayPoolSize is one: the leader's batches, guard checks and cursor
+// moves run one after another; only a retention delete (every minute at
+// most, in short batches) or a standby's NOTIFY would want a second, and
+// waits for it instead.
+const relayPoolSize = 1
+
+// connName is the application_name of the relay's connections (part
+// "relay", "relay-lease"): the service pool's with the part added, so
+// pg_stat_activity tells them apart.
+func (o *Outbox) connName(part string) string {
+	base := o.pool.Config().ConnConfig.RuntimeParams["application_name"]
+	if base == "" {
+		base = "orderflow-" + o.cfg.Service
+	}
+	return base + "-" + part
 }
 
 // forwardCommits routes Committed signals: to this process's relay when it
@@ -219,6 +242,7 @@ func (o *Outbox) tryAcquire(ctx context.Context) (*lease, error) {
 	cfg.RuntimeParams["tcp_keepalives_interval"] = "1"
 	cfg.RuntimeParams["tcp_keepalives_count"] = "3"
 	cfg.RuntimeParams["tcp_user_timeout"] = "5000"
+	cfg.RuntimeParams["application_name"] = o.connName("relay-lease")
 	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("connect: %w", err)
