@@ -87,7 +87,11 @@
 // not a failure: the records before it commit and the next batch starts
 // with it. Any other failure (the connection, the
 // commit) rolls the batch back and its records are handled one by one.
-// Under light load batches are single records and add no latency.
+// The batches several partitions have ready at the same moment run in one
+// transaction (group commit across partitions, at most Transactions at
+// once; see joint.go): under a steady load a partition has a record or two
+// at a time, and joined they still share one commit. Nothing waits for a
+// batch to fill: a record alone is a batch of one.
 //
 // Auto-commit is disabled; each partition's goroutine commits the offset
 // after the last record it finished (kgo CommitRecords) after every batch it
@@ -236,6 +240,13 @@ type Config struct {
 	// batching off.
 	MaxBatch int
 
+	// Transactions is how many batch transactions may run at once, each
+	// joining the batches the partitions have ready (see "Batching" in the
+	// package doc): the most pool connections the consumer's batches hold,
+	// however many partitions it owns (a record retried after a failure
+	// runs in a transaction of its own). Default 2.
+	Transactions int
+
 	MaxAttempts  int           // handler attempts per record; default 5
 	MaxRetryTime time.Duration // no retry starts later than this after the first attempt; default 30s
 	BaseBackoff  time.Duration // first backoff ceiling, doubling per attempt; default 100ms
@@ -260,6 +271,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxBatch <= 0 {
 		c.MaxBatch = 100
+	}
+	if c.Transactions <= 0 {
+		c.Transactions = 2
 	}
 	if c.MaxAttempts <= 0 {
 		c.MaxAttempts = 5
@@ -301,6 +315,7 @@ type Runner struct {
 	events   map[string]bool // Config.Events; nil: every event
 	metrics  *metrics
 	outage   *retry.Outage              // infrastructure failures being waited out
+	joint    *joiner                    // batch transactions across partitions
 	client   atomic.Pointer[kgo.Client] // while Run runs, for the lag metric
 
 	// afterCommit is a test hook run after a record's transaction
@@ -329,6 +344,7 @@ func New(cfg Config, log *slog.Logger) (*Runner, error) {
 		}
 	}
 	r.metrics = newMetrics(r, cfg.Registerer)
+	r.joint = newJoiner(r)
 	r.outage = retry.NewOutage("consumer", cfg.Registerer)
 	return r, nil
 }

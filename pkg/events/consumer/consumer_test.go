@@ -837,6 +837,42 @@ func TestBatches(t *testing.T) {
 	})
 }
 
+// Records of many partitions, a record or two each, share transactions:
+// the batches the partitions have ready at the same moment are joined into
+// one, so a steady load spread over the partitions does not cost a
+// transaction per record.
+func TestJointBatches(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	const orders = 60
+	var recs []*kgo.Record
+	for k := range orders {
+		orderID := fmt.Sprintf("00000000-0000-4000-8000-%012d", k)
+		value, _ := placed(t, orderID, 0)
+		recs = append(recs, b.record(orderID, value))
+	}
+	b.produce(t, recs...)
+	h := func(ctx context.Context, tx pgx.Tx, msg consumer.Message) error {
+		// seq holds the partition here: which partitions shared a transaction.
+		_, err := tx.Exec(ctx, `INSERT INTO effects (event_id, order_id, seq, runner)
+			VALUES ($1, $2, $3, pg_current_xact_id()::text)`, msg.Envelope.EventID, msg.Envelope.OrderID, msg.Partition)
+		return err
+	}
+	r, _ := b.newRunner(t, h, nil)
+	start(t, r)
+	testenv.WaitFor(t, 60*time.Second, "every effect", func() bool { return b.effects(t) == orders })
+	if n := b.count(t, "SELECT count(DISTINCT seq) FROM effects"); n < 2 {
+		t.Fatalf("the records landed in %d partition(s); the test needs several", n)
+	}
+	joined := b.count(t, "SELECT count(*) FROM (SELECT runner FROM effects GROUP BY runner HAVING count(DISTINCT seq) > 1) x")
+	if joined == 0 {
+		t.Errorf("no transaction held records of two partitions: batches are not joined")
+	}
+	if n := b.count(t, "SELECT count(DISTINCT runner) FROM effects"); n > orders/3 {
+		t.Errorf("%d transactions for %d records of %d partitions", n, orders, b.count(t, "SELECT count(DISTINCT seq) FROM effects"))
+	}
+}
+
 // A Handler that cannot run a record behind others in its batch returns
 // ErrBatchConflict: the records before it commit, it starts the next
 // batch, and nothing counts as a failure.

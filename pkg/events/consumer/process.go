@@ -278,12 +278,13 @@ func (r *Runner) deadLetter(ctx context.Context, cl *kgo.Client, pc *partition, 
 // of events the service does not handle (Config.Events) ride along without
 // touching the database. It returns how many it finished, n, and, when the
 // Handler failed on recs[n], that error (the caller then goes on with
-// recs[n] as a record whose first attempt failed). n = 0 with no error:
-// fewer than two records lead the queue or the batch failed otherwise; the
-// caller handles recs[0] on its own. ok is false when the runner crashed on
+// recs[n] as a record whose first attempt failed). The batch may share its
+// transaction with other partitions' (joiner). n = 0 with no error:
+// batching is off, recs[0] is not well-formed, or the batch failed
+// otherwise; the caller handles recs[0] on its own. ok is false when the runner crashed on
 // purpose after a commit (a test hook).
 func (r *Runner) processBatch(s *session, pc *partition, recs []*kgo.Record) (n int, failed error, ok bool) {
-	if r.cfg.MaxBatch < 2 || len(recs) < 2 {
+	if r.cfg.MaxBatch < 2 {
 		return 0, nil, true
 	}
 	b := batch{msgs: make([]Message, 0, min(len(recs), r.cfg.MaxBatch))}
@@ -294,11 +295,11 @@ func (r *Runner) processBatch(s *session, pc *partition, recs []*kgo.Record) (n 
 		}
 		b.add(msg, id, err != nil)
 	}
-	if len(b.msgs) < 2 {
+	if len(b.msgs) == 0 {
 		return 0, nil, true
 	}
 	start := time.Now()
-	dups, failedAt, err := r.handleBatch(pc.work, b)
+	dups, failedAt, err := r.joint.handle(pc.work, b)
 	if err != nil && failedAt > 0 {
 		// The records before the failing one succeeded in the rolled-back
 		// transaction: commit them, then the caller retries the failing one.
