@@ -441,8 +441,42 @@ func TestCreateOrder(t *testing.T) {
 		t.Errorf("occurred_at %v, created %v", r.OccurredAt, o.CreatedAt)
 	}
 	var orderCorrelation string
-	if err := b.pool.QueryRow(context.Background(), "SELECT correlation_id FROM orders").Scan(&orderCorrelation); err != nil || orderCorrelation != "corr-test-1" {
+	var createdAt, updatedAt time.Time
+	if err := b.pool.QueryRow(context.Background(), "SELECT correlation_id, created_at, updated_at FROM orders").Scan(&orderCorrelation, &createdAt, &updatedAt); err != nil || orderCorrelation != "corr-test-1" {
 		t.Errorf("orders.correlation_id %q, %v", orderCorrelation, err)
+	}
+	if !createdAt.Equal(o.CreatedAt) || !updatedAt.Equal(o.CreatedAt) {
+		t.Errorf("row created %v, updated %v; the answer says %v", createdAt, updatedAt, o.CreatedAt)
+	}
+}
+
+// POST /orders writes its three rows (the order, its timeline entry, its
+// OrderPlaced event) in one round trip, as an implicit transaction: when any
+// of them fails, none is written and the client gets a 5xx. Each table in
+// turn refuses inserts (a trigger), the others must stay empty.
+func TestCreateOrderAllOrNothing(t *testing.T) {
+	t.Parallel()
+	for _, table := range []string{"orders", "order_timeline", "outbox"} {
+		t.Run(table, func(t *testing.T) {
+			t.Parallel()
+			b := setup(t)
+			ctx := context.Background()
+			_, err := b.pool.Exec(ctx, `CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS
+				$$ BEGIN RAISE EXCEPTION 'refused by the test'; END $$;
+				CREATE TRIGGER refuse BEFORE INSERT ON `+table+` FOR EACH ROW EXECUTE FUNCTION refuse()`)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if resp := b.post(t, validBody, nil); resp.status/100 != 5 {
+				t.Errorf("status %d with %s refusing inserts; body %s", resp.status, table, resp.body)
+			}
+			for _, other := range []string{"orders", "order_timeline", "outbox"} {
+				var n int
+				if err := b.pool.QueryRow(ctx, "SELECT count(*) FROM "+other).Scan(&n); err != nil || n != 0 {
+					t.Errorf("%s holds %d rows (%v) after a failed POST", other, n, err)
+				}
+			}
+		})
 	}
 }
 

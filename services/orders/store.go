@@ -82,32 +82,34 @@ func (s *Store) createOrder(ctx context.Context, req orderRequest, idempotencyKe
 	if err != nil {
 		return Order{}, false, fmt.Errorf("encode items: %w", err)
 	}
+	if idempotencyKey == "" {
+		o, err := s.placeOrder(ctx, req, id, items)
+		return o, err == nil, err
+	}
 	err = s.InTx(ctx, func(q *ordersdb.Queries, tx pgx.Tx) error {
-		if idempotencyKey != "" {
-			hash := req.hash()
-			// The key goes first: a concurrent request holding it makes
-			// this wait for its commit, then find the committed row.
-			_, err := q.ClaimIdempotencyKey(ctx, ordersdb.ClaimIdempotencyKeyParams{
-				Key: idempotencyKey, RequestHash: hash, OrderID: id,
-			})
-			if errors.Is(err, pgx.ErrNoRows) {
-				prev, err := q.GetIdempotencyKey(ctx, idempotencyKey)
-				if err != nil {
-					return fmt.Errorf("get idempotency key: %w", err)
-				}
-				if !bytes.Equal(prev.RequestHash, hash) {
-					return ErrIdempotencyConflict
-				}
-				row, err := q.GetOrder(ctx, prev.OrderID)
-				if err != nil {
-					return fmt.Errorf("get order %s: %w", prev.OrderID, err)
-				}
-				o, err = orderFromRow(row)
-				return err
-			}
+		hash := req.hash()
+		// The key goes first: a concurrent request holding it makes
+		// this wait for its commit, then find the committed row.
+		_, err := q.ClaimIdempotencyKey(ctx, ordersdb.ClaimIdempotencyKeyParams{
+			Key: idempotencyKey, RequestHash: hash, OrderID: id,
+		})
+		if errors.Is(err, pgx.ErrNoRows) {
+			prev, err := q.GetIdempotencyKey(ctx, idempotencyKey)
 			if err != nil {
-				return fmt.Errorf("claim idempotency key: %w", err)
+				return fmt.Errorf("get idempotency key: %w", err)
 			}
+			if !bytes.Equal(prev.RequestHash, hash) {
+				return ErrIdempotencyConflict
+			}
+			row, err := q.GetOrder(ctx, prev.OrderID)
+			if err != nil {
+				return fmt.Errorf("get order %s: %w", prev.OrderID, err)
+			}
+			o, err = orderFromRow(row)
+			return err
+		}
+		if err != nil {
+			return fmt.Errorf("claim idempotency key: %w", err)
 		}
 
 		row, err := q.InsertOrder(ctx, ordersdb.InsertOrderParams{
@@ -147,6 +149,47 @@ func (s *Store) createOrder(ctx context.Context, req orderRequest, idempotencyKe
 		return Order{}, false, err
 	}
 	return o, created, nil
+}
+
+// placeOrder writes a new order, its timeline entry and its OrderPlaced
+// event as one pgx.Batch outside an explicit transaction: PostgreSQL runs
+// the batch as one implicit transaction, all three rows or none, and the
+// lot costs one round trip instead of five (BEGIN, three statements,
+// COMMIT), which is most of what a POST costs both processes. A new order
+// needs no lock: no other transaction can know its id before it commits.
+func (s *Store) placeOrder(ctx context.Context, req orderRequest, id uuid.UUID, items []byte) (Order, error) {
+	// PostgreSQL keeps microseconds: the row and the event say the same time.
+	now := time.Now().UTC().Truncate(time.Microsecond)
+	o := Order{
+		ID: id, Status: statusPlaced, CustomerID: req.CustomerID, Email: req.Email, Items: req.Items,
+		TotalCents: req.totalCents(), Currency: req.Currency, CreatedAt: now, UpdatedAt: now,
+	}
+	ev := orderPlaced(o, req.PaymentToken)
+	var events outbox.Batch
+	if err := events.Add(ctx, ev); err != nil {
+		return Order{}, fmt.Errorf("write OrderPlaced: %w", err)
+	}
+	var pb pgx.Batch
+	named(pb.Queue(ordersdb.InsertPlacedOrder, o.ID, o.CustomerID, o.Email, items, o.TotalCents, o.Currency,
+		req.PaymentToken, correlation.ID(ctx), now), "insert order")
+	named(pb.Queue(ordersdb.InsertTimelineEvent, o.ID, ev.Name(), uuid.MustParse(ev.EventID), serviceName,
+		ev.OccurredAt), "insert timeline")
+	s.outbox.Queue(&pb, &events)
+	if err := s.pool.SendBatch(ctx, &pb).Close(); err != nil {
+		return Order{}, err
+	}
+	s.outbox.Committed()
+	return o, nil
+}
+
+// named makes a queued statement's failure say what failed.
+func named(q *pgx.QueuedQuery, what string) {
+	q.Fn = func(br pgx.BatchResults) error {
+		if _, err := br.Exec(); err != nil {
+			return fmt.Errorf("%s: %w", what, err)
+		}
+		return nil
+	}
 }
 
 // orderPlaced is the event announcing o. Its id and time are set here, not

@@ -3,6 +3,12 @@ INSERT INTO orders (id, customer_id, email, items, total_cents, currency, paymen
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
 RETURNING *;
 
+-- name: InsertPlacedOrder :exec
+-- InsertOrder with the creation time given, for POST /orders's one round
+-- trip: the OrderPlaced event queued beside it carries the same time.
+INSERT INTO orders (id, customer_id, email, items, total_cents, currency, payment_token, correlation_id, created_at, updated_at)
+VALUES (@id, @customer_id, @email, @items, @total_cents, @currency, @payment_token, @correlation_id, @created_at, @created_at);
+
 -- name: GetOrder :one
 SELECT * FROM orders WHERE id = $1;
 

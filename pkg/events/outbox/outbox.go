@@ -212,11 +212,7 @@ func (o *Outbox) WriteBatch(ctx context.Context, tx pgx.Tx, b *Batch) error {
 	case 0:
 		return nil
 	case 1: // the single-row statement is prepared once and cheaper to plan
-		p := outboxdb.InsertEventParams{
-			EventID: b.p.EventIds[0], Topic: b.p.Topics[0], Key: b.p.Keys[0], EventType: b.p.EventTypes[0],
-			Payload: []byte(b.p.Payloads[0]), CorrelationID: b.p.CorrelationIds[0],
-			Traceparent: b.p.Traceparents[0], OccurredAt: b.p.OccurredAts[0],
-		}
+		p := b.single()
 		if err := outboxdb.New(tx).InsertEvent(ctx, p); err != nil {
 			return fmt.Errorf("outbox: insert %s: %w", p.EventType, err)
 		}
@@ -226,6 +222,44 @@ func (o *Outbox) WriteBatch(ctx context.Context, tx pgx.Tx, b *Batch) error {
 		return fmt.Errorf("outbox: insert %d events: %w", b.Len(), err)
 	}
 	return nil
+}
+
+// Queue adds the statement that writes b's events to pb, for a caller that
+// sends a whole transaction as one pgx.Batch: sent outside an explicit
+// transaction, PostgreSQL runs the batch (one Sync) as one implicit
+// transaction, so the events commit with the batch's other statements or
+// not at all, and the lot costs one round trip. Closing the batch's results
+// reports a failed insert; call Committed after it succeeded.
+func (o *Outbox) Queue(pb *pgx.Batch, b *Batch) {
+	var q *pgx.QueuedQuery
+	switch b.Len() {
+	case 0:
+		return
+	case 1:
+		p := b.single()
+		q = pb.Queue(outboxdb.InsertEvent, p.EventID, p.Topic, p.Key, p.EventType, p.Payload,
+			p.CorrelationID, p.Traceparent, p.OccurredAt)
+	default:
+		p := b.p
+		q = pb.Queue(outboxdb.InsertEvents, p.EventIds, p.Topics, p.Keys, p.EventTypes, p.Payloads,
+			p.CorrelationIds, p.Traceparents, p.OccurredAts)
+	}
+	n := b.Len()
+	q.Fn = func(br pgx.BatchResults) error {
+		if _, err := br.Exec(); err != nil {
+			return fmt.Errorf("outbox: insert %d events: %w", n, err)
+		}
+		return nil
+	}
+}
+
+// single is the row of a Batch of one.
+func (b *Batch) single() outboxdb.InsertEventParams {
+	return outboxdb.InsertEventParams{
+		EventID: b.p.EventIds[0], Topic: b.p.Topics[0], Key: b.p.Keys[0], EventType: b.p.EventTypes[0],
+		Payload: []byte(b.p.Payloads[0]), CorrelationID: b.p.CorrelationIds[0],
+		Traceparent: b.p.Traceparents[0], OccurredAt: b.p.OccurredAts[0],
+	}
 }
 
 // Message is an outbox row as a Publisher sends it, and as WriteMessage

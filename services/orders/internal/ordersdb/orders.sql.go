@@ -13,7 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 )
 
-const cancelOrder = `-- name: CancelOrder :one
+const CancelOrder = `-- name: CancelOrder :one
 UPDATE orders
 SET status = 'cancelled', cancel_reason = $1::text, updated_at = clock_timestamp()
 WHERE id = $2 AND status IN ('placed', 'paid')
@@ -28,7 +28,7 @@ type CancelOrderParams struct {
 // Cancels an order that is placed or paid; no row when it does not exist,
 // has shipped, its payment failed or it is cancelled already.
 func (q *Queries) CancelOrder(ctx context.Context, arg CancelOrderParams) (Order, error) {
-	row := q.db.QueryRow(ctx, cancelOrder, arg.CancelReason, arg.ID)
+	row := q.db.QueryRow(ctx, CancelOrder, arg.CancelReason, arg.ID)
 	var i Order
 	err := row.Scan(
 		&i.ID,
@@ -48,7 +48,7 @@ func (q *Queries) CancelOrder(ctx context.Context, arg CancelOrderParams) (Order
 	return i, err
 }
 
-const claimIdempotencyKey = `-- name: ClaimIdempotencyKey :one
+const ClaimIdempotencyKey = `-- name: ClaimIdempotencyKey :one
 INSERT INTO idempotency_keys (key, request_hash, order_id)
 VALUES ($1, $2, $3)
 ON CONFLICT (key) DO NOTHING
@@ -64,18 +64,18 @@ type ClaimIdempotencyKeyParams struct {
 // Returns no row when the key is taken. A concurrent transaction holding the
 // same key makes this wait until it commits or rolls back.
 func (q *Queries) ClaimIdempotencyKey(ctx context.Context, arg ClaimIdempotencyKeyParams) (uuid.UUID, error) {
-	row := q.db.QueryRow(ctx, claimIdempotencyKey, arg.Key, arg.RequestHash, arg.OrderID)
+	row := q.db.QueryRow(ctx, ClaimIdempotencyKey, arg.Key, arg.RequestHash, arg.OrderID)
 	var order_id uuid.UUID
 	err := row.Scan(&order_id)
 	return order_id, err
 }
 
-const getIdempotencyKey = `-- name: GetIdempotencyKey :one
+const GetIdempotencyKey = `-- name: GetIdempotencyKey :one
 SELECT key, request_hash, order_id, created_at FROM idempotency_keys WHERE key = $1
 `
 
 func (q *Queries) GetIdempotencyKey(ctx context.Context, key string) (IdempotencyKey, error) {
-	row := q.db.QueryRow(ctx, getIdempotencyKey, key)
+	row := q.db.QueryRow(ctx, GetIdempotencyKey, key)
 	var i IdempotencyKey
 	err := row.Scan(
 		&i.Key,
@@ -86,12 +86,12 @@ func (q *Queries) GetIdempotencyKey(ctx context.Context, key string) (Idempotenc
 	return i, err
 }
 
-const getOrder = `-- name: GetOrder :one
+const GetOrder = `-- name: GetOrder :one
 SELECT id, customer_id, email, items, total_cents, currency, payment_token, status, cancel_reason, points_awarded, correlation_id, created_at, updated_at FROM orders WHERE id = $1
 `
 
 func (q *Queries) GetOrder(ctx context.Context, id uuid.UUID) (Order, error) {
-	row := q.db.QueryRow(ctx, getOrder, id)
+	row := q.db.QueryRow(ctx, GetOrder, id)
 	var i Order
 	err := row.Scan(
 		&i.ID,
@@ -111,7 +111,7 @@ func (q *Queries) GetOrder(ctx context.Context, id uuid.UUID) (Order, error) {
 	return i, err
 }
 
-const insertOrder = `-- name: InsertOrder :one
+const InsertOrder = `-- name: InsertOrder :one
 INSERT INTO orders (id, customer_id, email, items, total_cents, currency, payment_token, correlation_id)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
 RETURNING id, customer_id, email, items, total_cents, currency, payment_token, status, cancel_reason, points_awarded, correlation_id, created_at, updated_at
@@ -129,7 +129,7 @@ type InsertOrderParams struct {
 }
 
 func (q *Queries) InsertOrder(ctx context.Context, arg InsertOrderParams) (Order, error) {
-	row := q.db.QueryRow(ctx, insertOrder,
+	row := q.db.QueryRow(ctx, InsertOrder,
 		arg.ID,
 		arg.CustomerID,
 		arg.Email,
@@ -158,7 +158,41 @@ func (q *Queries) InsertOrder(ctx context.Context, arg InsertOrderParams) (Order
 	return i, err
 }
 
-const insertTimelineEvent = `-- name: InsertTimelineEvent :execrows
+const InsertPlacedOrder = `-- name: InsertPlacedOrder :exec
+INSERT INTO orders (id, customer_id, email, items, total_cents, currency, payment_token, correlation_id, created_at, updated_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)
+`
+
+type InsertPlacedOrderParams struct {
+	ID            uuid.UUID
+	CustomerID    string
+	Email         string
+	Items         []byte
+	TotalCents    int64
+	Currency      string
+	PaymentToken  string
+	CorrelationID string
+	CreatedAt     time.Time
+}
+
+// InsertOrder with the creation time given, for POST /orders's one round
+// trip: the OrderPlaced event queued beside it carries the same time.
+func (q *Queries) InsertPlacedOrder(ctx context.Context, arg InsertPlacedOrderParams) error {
+	_, err := q.db.Exec(ctx, InsertPlacedOrder,
+		arg.ID,
+		arg.CustomerID,
+		arg.Email,
+		arg.Items,
+		arg.TotalCents,
+		arg.Currency,
+		arg.PaymentToken,
+		arg.CorrelationID,
+		arg.CreatedAt,
+	)
+	return err
+}
+
+const InsertTimelineEvent = `-- name: InsertTimelineEvent :execrows
 INSERT INTO order_timeline (order_id, event, event_id, service, occurred_at)
 VALUES ($1, $2, $3, $4, $5)
 ON CONFLICT (event_id) DO NOTHING
@@ -174,7 +208,7 @@ type InsertTimelineEventParams struct {
 
 // Zero rows when the event was already recorded.
 func (q *Queries) InsertTimelineEvent(ctx context.Context, arg InsertTimelineEventParams) (int64, error) {
-	result, err := q.db.Exec(ctx, insertTimelineEvent,
+	result, err := q.db.Exec(ctx, InsertTimelineEvent,
 		arg.OrderID,
 		arg.Event,
 		arg.EventID,
@@ -187,7 +221,7 @@ func (q *Queries) InsertTimelineEvent(ctx context.Context, arg InsertTimelineEve
 	return result.RowsAffected(), nil
 }
 
-const insertTimelineEvents = `-- name: InsertTimelineEvents :exec
+const InsertTimelineEvents = `-- name: InsertTimelineEvents :exec
 INSERT INTO order_timeline (order_id, event, event_id, service, occurred_at)
 SELECT unnest($1::uuid[]), unnest($2::text[]), unnest($3::uuid[]),
        unnest($4::text[]), unnest($5::timestamptz[])
@@ -204,7 +238,7 @@ type InsertTimelineEventsParams struct {
 
 // InsertTimelineEvent for many events; those already recorded are skipped.
 func (q *Queries) InsertTimelineEvents(ctx context.Context, arg InsertTimelineEventsParams) error {
-	_, err := q.db.Exec(ctx, insertTimelineEvents,
+	_, err := q.db.Exec(ctx, InsertTimelineEvents,
 		arg.OrderIds,
 		arg.Events,
 		arg.EventIds,
@@ -214,7 +248,7 @@ func (q *Queries) InsertTimelineEvents(ctx context.Context, arg InsertTimelineEv
 	return err
 }
 
-const listTimeline = `-- name: ListTimeline :many
+const ListTimeline = `-- name: ListTimeline :many
 SELECT event, event_id, service, occurred_at, recorded_at
 FROM order_timeline
 WHERE order_id = $1
@@ -230,7 +264,7 @@ type ListTimelineRow struct {
 }
 
 func (q *Queries) ListTimeline(ctx context.Context, orderID uuid.UUID) ([]ListTimelineRow, error) {
-	rows, err := q.db.Query(ctx, listTimeline, orderID)
+	rows, err := q.db.Query(ctx, ListTimeline, orderID)
 	if err != nil {
 		return nil, err
 	}
@@ -255,7 +289,7 @@ func (q *Queries) ListTimeline(ctx context.Context, orderID uuid.UUID) ([]ListTi
 	return items, nil
 }
 
-const lockOrders = `-- name: LockOrders :many
+const LockOrders = `-- name: LockOrders :many
 SELECT id, status, cancel_reason, points_awarded
 FROM orders
 WHERE id = ANY ($1::uuid[])
@@ -273,7 +307,7 @@ type LockOrdersRow struct {
 // The orders a batch of consumed events is about, locked in id order, for
 // the consumer to apply the batch to in memory (see consume.go).
 func (q *Queries) LockOrders(ctx context.Context, ids []uuid.UUID) ([]LockOrdersRow, error) {
-	rows, err := q.db.Query(ctx, lockOrders, ids)
+	rows, err := q.db.Query(ctx, LockOrders, ids)
 	if err != nil {
 		return nil, err
 	}
@@ -297,7 +331,7 @@ func (q *Queries) LockOrders(ctx context.Context, ids []uuid.UUID) ([]LockOrders
 	return items, nil
 }
 
-const pruneIdempotencyKeys = `-- name: PruneIdempotencyKeys :execrows
+const PruneIdempotencyKeys = `-- name: PruneIdempotencyKeys :execrows
 DELETE FROM idempotency_keys
 WHERE key IN (
     SELECT k.key FROM idempotency_keys k
@@ -312,14 +346,14 @@ type PruneIdempotencyKeysParams struct {
 }
 
 func (q *Queries) PruneIdempotencyKeys(ctx context.Context, arg PruneIdempotencyKeysParams) (int64, error) {
-	result, err := q.db.Exec(ctx, pruneIdempotencyKeys, arg.Cutoff, arg.BatchSize)
+	result, err := q.db.Exec(ctx, PruneIdempotencyKeys, arg.Cutoff, arg.BatchSize)
 	if err != nil {
 		return 0, err
 	}
 	return result.RowsAffected(), nil
 }
 
-const updateOrders = `-- name: UpdateOrders :exec
+const UpdateOrders = `-- name: UpdateOrders :exec
 UPDATE orders AS o
 SET status         = u.status,
     cancel_reason  = NULLIF(u.cancel_reason, ''),
@@ -341,7 +375,7 @@ type UpdateOrdersParams struct {
 // cancel_reason is NULL; clock_timestamp, not now(), because the batch's
 // transaction may have begun a while ago.
 func (q *Queries) UpdateOrders(ctx context.Context, arg UpdateOrdersParams) error {
-	_, err := q.db.Exec(ctx, updateOrders,
+	_, err := q.db.Exec(ctx, UpdateOrders,
 		arg.Ids,
 		arg.Statuses,
 		arg.CancelReasons,

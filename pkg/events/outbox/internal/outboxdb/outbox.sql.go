@@ -12,7 +12,7 @@ import (
 	"github.com/google/uuid"
 )
 
-const advanceCursor = `-- name: AdvanceCursor :execrows
+const AdvanceCursor = `-- name: AdvanceCursor :execrows
 UPDATE outbox_cursor
 SET txid = ($1::text)::xid8, id = $2::bigint, updated_at = now()
 WHERE txid = ($3::text)::xid8 AND id = $4::bigint
@@ -29,7 +29,7 @@ type AdvanceCursorParams struct {
 // another leader after a takeover, moved it meanwhile, this update does
 // nothing, so the cursor only ever moves past rows that were published.
 func (q *Queries) AdvanceCursor(ctx context.Context, arg AdvanceCursorParams) (int64, error) {
-	result, err := q.db.Exec(ctx, advanceCursor,
+	result, err := q.db.Exec(ctx, AdvanceCursor,
 		arg.ToTxid,
 		arg.ToID,
 		arg.FromTxid,
@@ -41,7 +41,7 @@ func (q *Queries) AdvanceCursor(ctx context.Context, arg AdvanceCursorParams) (i
 	return result.RowsAffected(), nil
 }
 
-const backlog = `-- name: Backlog :one
+const Backlog = `-- name: Backlog :one
 SELECT count(*)::bigint AS pending,
        coalesce(extract(epoch FROM now() - min(o.created_at)), 0)::float8 AS oldest_age_seconds
 FROM outbox o, outbox_cursor c
@@ -54,13 +54,13 @@ type BacklogRow struct {
 }
 
 func (q *Queries) Backlog(ctx context.Context) (BacklogRow, error) {
-	row := q.db.QueryRow(ctx, backlog)
+	row := q.db.QueryRow(ctx, Backlog)
 	var i BacklogRow
 	err := row.Scan(&i.Pending, &i.OldestAgeSeconds)
 	return i, err
 }
 
-const cursorGuard = `-- name: CursorGuard :one
+const CursorGuard = `-- name: CursorGuard :one
 SELECT c.txid::text AS cursor_txid,
        pg_snapshot_xmax(pg_current_snapshot())::text AS next_txid,
        (c.txid >= pg_snapshot_xmax(pg_current_snapshot()))::bool AS cursor_ahead,
@@ -83,7 +83,7 @@ type CursorGuardRow struct {
 // this server gives out, which draws none itself (no pg_current_xact_id).
 // max(txid) is read from the top of the (txid, id) index.
 func (q *Queries) CursorGuard(ctx context.Context) (CursorGuardRow, error) {
-	row := q.db.QueryRow(ctx, cursorGuard)
+	row := q.db.QueryRow(ctx, CursorGuard)
 	var i CursorGuardRow
 	err := row.Scan(
 		&i.CursorTxid,
@@ -94,7 +94,7 @@ func (q *Queries) CursorGuard(ctx context.Context) (CursorGuardRow, error) {
 	return i, err
 }
 
-const deleteExpired = `-- name: DeleteExpired :execrows
+const DeleteExpired = `-- name: DeleteExpired :execrows
 DELETE FROM outbox
 WHERE outbox.id IN (
     SELECT o.id FROM outbox o, outbox_cursor c
@@ -109,14 +109,14 @@ type DeleteExpiredParams struct {
 }
 
 func (q *Queries) DeleteExpired(ctx context.Context, arg DeleteExpiredParams) (int64, error) {
-	result, err := q.db.Exec(ctx, deleteExpired, arg.Cutoff, arg.BatchSize)
+	result, err := q.db.Exec(ctx, DeleteExpired, arg.Cutoff, arg.BatchSize)
 	if err != nil {
 		return 0, err
 	}
 	return result.RowsAffected(), nil
 }
 
-const firstSince = `-- name: FirstSince :one
+const FirstSince = `-- name: FirstSince :one
 SELECT txid::text AS txid, id FROM outbox
 WHERE created_at >= $1
 ORDER BY outbox.txid, outbox.id
@@ -129,13 +129,13 @@ type FirstSinceRow struct {
 }
 
 func (q *Queries) FirstSince(ctx context.Context, since time.Time) (FirstSinceRow, error) {
-	row := q.db.QueryRow(ctx, firstSince, since)
+	row := q.db.QueryRow(ctx, FirstSince, since)
 	var i FirstSinceRow
 	err := row.Scan(&i.Txid, &i.ID)
 	return i, err
 }
 
-const heldBack = `-- name: HeldBack :one
+const HeldBack = `-- name: HeldBack :one
 SELECT coalesce((
     SELECT o.txid >= pg_snapshot_xmin(pg_current_snapshot()) FROM outbox o
     WHERE (o.txid, o.id) > (SELECT c.txid, c.id FROM outbox_cursor c)
@@ -149,13 +149,13 @@ SELECT coalesce((
 // The first row after the cursor, read in index order, decides: written
 // as EXISTS the planner may scan the whole table when none is left.
 func (q *Queries) HeldBack(ctx context.Context) (bool, error) {
-	row := q.db.QueryRow(ctx, heldBack)
+	row := q.db.QueryRow(ctx, HeldBack)
 	var held_back bool
 	err := row.Scan(&held_back)
 	return held_back, err
 }
 
-const insertEvent = `-- name: InsertEvent :exec
+const InsertEvent = `-- name: InsertEvent :exec
 
 INSERT INTO outbox (event_id, topic, key, event_type, payload, correlation_id, traceparent, occurred_at)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
@@ -175,7 +175,7 @@ type InsertEventParams struct {
 // xid8 travels as text and is cast on both sides (sqlc and pgx have no xid8
 // type); Go sees it as uint64 text, compared only by PostgreSQL.
 func (q *Queries) InsertEvent(ctx context.Context, arg InsertEventParams) error {
-	_, err := q.db.Exec(ctx, insertEvent,
+	_, err := q.db.Exec(ctx, InsertEvent,
 		arg.EventID,
 		arg.Topic,
 		arg.Key,
@@ -188,7 +188,7 @@ func (q *Queries) InsertEvent(ctx context.Context, arg InsertEventParams) error 
 	return err
 }
 
-const insertEvents = `-- name: InsertEvents :exec
+const InsertEvents = `-- name: InsertEvents :exec
 INSERT INTO outbox (event_id, topic, key, event_type, payload, correlation_id, traceparent, occurred_at)
 SELECT unnest($1::uuid[]), unnest($2::text[]), unnest($3::text[]), unnest($4::text[]),
        unnest($5::text[])::json, unnest($6::text[]), unnest($7::text[]),
@@ -211,7 +211,7 @@ type InsertEventsParams struct {
 // so ids (and with them the relay's order within the transaction) follow
 // the arrays.
 func (q *Queries) InsertEvents(ctx context.Context, arg InsertEventsParams) error {
-	_, err := q.db.Exec(ctx, insertEvents,
+	_, err := q.db.Exec(ctx, InsertEvents,
 		arg.EventIds,
 		arg.Topics,
 		arg.Keys,
@@ -224,16 +224,16 @@ func (q *Queries) InsertEvents(ctx context.Context, arg InsertEventsParams) erro
 	return err
 }
 
-const lockCursor = `-- name: LockCursor :exec
+const LockCursor = `-- name: LockCursor :exec
 SELECT 1 FROM outbox_cursor FOR UPDATE
 `
 
 func (q *Queries) LockCursor(ctx context.Context) error {
-	_, err := q.db.Exec(ctx, lockCursor)
+	_, err := q.db.Exec(ctx, LockCursor)
 	return err
 }
 
-const pendingBatch = `-- name: PendingBatch :many
+const PendingBatch = `-- name: PendingBatch :many
 SELECT id, txid::text AS txid, event_id, topic, key, event_type, payload,
        correlation_id, traceparent, occurred_at,
        (SELECT c.txid::text FROM outbox_cursor c) AS cursor_txid,
@@ -267,7 +267,7 @@ type PendingBatchRow struct {
 // read in sub-selects, not a join: a join's row estimate for the one-row
 // table made the planner cost the scan high enough to JIT-compile it.
 func (q *Queries) PendingBatch(ctx context.Context, batchSize int32) ([]PendingBatchRow, error) {
-	rows, err := q.db.Query(ctx, pendingBatch, batchSize)
+	rows, err := q.db.Query(ctx, PendingBatch, batchSize)
 	if err != nil {
 		return nil, err
 	}
@@ -299,17 +299,17 @@ func (q *Queries) PendingBatch(ctx context.Context, batchSize int32) ([]PendingB
 	return items, nil
 }
 
-const rebaseCursor = `-- name: RebaseCursor :exec
+const RebaseCursor = `-- name: RebaseCursor :exec
 UPDATE outbox_cursor SET txid = '1'::xid8, id = 9223372036854775807, updated_at = now()
 `
 
 // After RebaseRows: every row at txid 1 is behind the cursor.
 func (q *Queries) RebaseCursor(ctx context.Context) error {
-	_, err := q.db.Exec(ctx, rebaseCursor)
+	_, err := q.db.Exec(ctx, RebaseCursor)
 	return err
 }
 
-const rebaseRows = `-- name: RebaseRows :execrows
+const RebaseRows = `-- name: RebaseRows :execrows
 WITH bound AS (
     SELECT pg_snapshot_xmax(pg_current_snapshot()) AS next_txid,
            greatest((SELECT max(o.id) FROM outbox o WHERE o.txid >= pg_snapshot_xmax(pg_current_snapshot())),
@@ -334,14 +334,14 @@ FROM bound b
 // them apart (the sequence came with the data, so every new row's id is
 // above every old one's: above the old rows' highest id, and the cursor's).
 func (q *Queries) RebaseRows(ctx context.Context) (int64, error) {
-	result, err := q.db.Exec(ctx, rebaseRows)
+	result, err := q.db.Exec(ctx, RebaseRows)
 	if err != nil {
 		return 0, err
 	}
 	return result.RowsAffected(), nil
 }
 
-const rewindCursor = `-- name: RewindCursor :execrows
+const RewindCursor = `-- name: RewindCursor :execrows
 UPDATE outbox_cursor
 SET txid = ($1::text)::xid8, id = $2::bigint, updated_at = now()
 WHERE (txid, id) > (($1::text)::xid8, $2::bigint)
@@ -354,7 +354,7 @@ type RewindCursorParams struct {
 
 // Moves the cursor back to (to_txid, to_id), never forward.
 func (q *Queries) RewindCursor(ctx context.Context, arg RewindCursorParams) (int64, error) {
-	result, err := q.db.Exec(ctx, rewindCursor, arg.ToTxid, arg.ToID)
+	result, err := q.db.Exec(ctx, RewindCursor, arg.ToTxid, arg.ToID)
 	if err != nil {
 		return 0, err
 	}
