@@ -6,6 +6,8 @@ package main
 import (
 	"context"
 	"fmt"
+	"net/http"
+	_ "net/http/pprof" // served only on PPROF_ADDR
 	"os"
 	"os/signal"
 	"syscall"
@@ -18,6 +20,12 @@ func main() {
 	defer stop()
 	// After the first Ctrl-C, stop catching: a second one kills at once.
 	context.AfterFunc(ctx, stop)
+	// PPROF_ADDR (e.g. 127.0.0.1:6060) serves Go's profiles of the whole
+	// stack: where its CPU goes under load is the question a benchmark
+	// of the stack leaves.
+	if addr := os.Getenv("PPROF_ADDR"); addr != "" {
+		go func() { fmt.Fprintln(os.Stderr, "orderflow: pprof:", http.ListenAndServe(addr, nil)) }()
+	}
 	if err := devstack.Run(ctx, os.Stdout, devstack.Options{}); err != nil {
 		fmt.Fprintln(os.Stderr, "orderflow:", err)
 		os.Exit(1)
