@@ -242,8 +242,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 			d.Registry.MustRegister(newQueueMetrics(conn, d.Pool))
 			api := &api{pool: d.Pool, log: d.Log}
 			return service.Parts{
-				Handler: n.handle,
-				Routes:  api.routes,
+				Batch:  n.handle,
+				Routes: api.routes,
 				Workers: []func(context.Context) error{func(ctx context.Context) error {
 					// The ledger outlives the worker: a message in hand
 					// when the worker stops still gets its sent record.

@@ -1,3 +1,42 @@
+-- The notifier's batch (services/email/notify.go): the batch's rows read in
+-- one statement per table, written back in one.
+
+-- name: GetRecipients :many
+SELECT order_id, customer_id, email, currency FROM recipients WHERE order_id = ANY(@order_ids::uuid[]);
+
+-- name: TakeWaitingFor :many
+-- Deletes and returns the emails waiting for the orders order_ids (those
+-- whose recipient the batch learns), oldest first.
+WITH taken AS (
+    DELETE FROM waiting_emails WHERE order_id = ANY(@order_ids::uuid[])
+    RETURNING event_id, order_id, kind, tracking_id, created_at
+)
+SELECT event_id, order_id, kind, tracking_id FROM taken ORDER BY created_at, event_id;
+
+-- name: SaveRecipients :exec
+-- A recipient is inserted once; later only a currency still unknown is
+-- filled in (a refund's event has none).
+INSERT INTO recipients (order_id, customer_id, email, currency)
+SELECT unnest(@order_ids::uuid[]), unnest(@customer_ids::text[]), unnest(@emails::text[]), unnest(@currencies::text[])
+ON CONFLICT (order_id) DO UPDATE SET currency = excluded.currency
+WHERE recipients.currency = '' AND excluded.currency <> '';
+
+-- name: AddWaitingEmails :exec
+INSERT INTO waiting_emails (event_id, order_id, kind, tracking_id)
+SELECT unnest(@event_ids::text[]), unnest(@order_ids::uuid[]), unnest(@kinds::text[]), unnest(@tracking_ids::text[])
+ON CONFLICT (event_id) DO NOTHING;
+
+-- name: InsertEmails :many
+-- Returns the tasks inserted: a task missing from the answer existed (its
+-- event handled again after its inbox row was pruned).
+INSERT INTO emails (task_id, order_id, kind, to_addr, subject)
+SELECT unnest(@task_ids::uuid[]), unnest(@order_ids::uuid[]), unnest(@kinds::text[]), unnest(@to_addrs::text[]), unnest(@subjects::text[])
+ON CONFLICT (task_id) DO NOTHING
+RETURNING task_id;
+
+-- The per-record forms of the above, one order at a time: what the batch
+-- is tested and benchmarked against (services/email/perrecord_test.go).
+
 -- name: RememberRecipient :one
 -- new is true when the order's recipient was not known before; no row when
 -- it was and nothing changed.
