@@ -287,9 +287,10 @@ type Publisher interface {
 
 // WriteMessage inserts messages that are not events of the contract (so
 // not schema-checked here: the caller validates them) in tx, to be relayed
-// like events. Use it with a Config.Publisher.
+// like events, all of them in one statement. Use it with a
+// Config.Publisher.
 func (o *Outbox) WriteMessage(ctx context.Context, tx pgx.Tx, msgs ...Message) error {
-	q := outboxdb.New(tx)
+	var b Batch
 	now := time.Now().UTC()
 	for _, m := range msgs {
 		if m.EventID == uuid.Nil || m.Topic == "" || m.Type == "" {
@@ -304,11 +305,9 @@ func (o *Outbox) WriteMessage(ctx context.Context, tx pgx.Tx, msgs ...Message) e
 		if p.OccurredAt.IsZero() {
 			p.OccurredAt = now
 		}
-		if err := q.InsertEvent(ctx, p); err != nil {
-			return fmt.Errorf("outbox: insert %s: %w", m.Type, err)
-		}
+		b.add(p)
 	}
-	return nil
+	return o.WriteBatch(ctx, tx, &b)
 }
 
 // prepare completes e's envelope, marshals and validates it.
