@@ -32,7 +32,7 @@ import (
 const EmbeddedAddr = "127.0.0.1:9092"
 
 // DataDir holds the embedded broker's data and, when SMTP_ADDR is unset, the
-// emails as .eml files under mail/.
+// emails appended to mail/orderflow.mbox.
 const DataDir = ".data"
 
 // Options adjust the stack; the zero value is what `make run` runs.
@@ -84,7 +84,7 @@ var units = []unit{
 	newUnit("warehouse", warehouse.ConfigFromEnv, warehouse.Run),
 	newUnit("loyalty", loyalty.ConfigFromEnv, loyalty.Run),
 	newUnit("email", email.ConfigFromEnv, email.Run, func(c *email.Config, o Options) {
-		c.MailDir = filepath.Join(o.DataDir, "mail") // the .eml files, when SMTP_ADDR is unset
+		c.MailDir = filepath.Join(o.DataDir, "mail") // mail/orderflow.mbox, when SMTP_ADDR is unset
 		c.QueuePrefix = o.QueuePrefix
 	}),
 }
@@ -197,7 +197,7 @@ Place an order:
   curl -si %[1]s/orders -H 'Content-Type: application/json' -d '{"customerId":"c-42","email":"ada@example.com","items":[{"sku":"book-1","quantity":2,"unitPriceCents":1250}],"currency":"EUR","paymentToken":"tok_visa"}'
 Then follow it:
   curl -s %[1]s/orders/<id>
-and its emails (sent to SMTP_ADDR, or written to .data/mail/ as .eml files):
+and its emails (sent to SMTP_ADDR, or appended to .data/mail/orderflow.mbox):
   curl -s %[2]s/emails?orderId=<id>
 
 `, bases["orders"], bases["email"])
