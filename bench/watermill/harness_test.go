@@ -207,10 +207,11 @@ func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 // horizonWatch samples, every 10 ms while a phase runs, the oldest
 // transaction that holds a transaction id in another database of the
-// server. Both relays publish only rows older than every running
-// transaction (pg_snapshot_xmin is server-wide), so such a transaction holds
-// back both: on a server shared with other tests it, not the relay, sets
-// the tail latency.
+// server. Watermill's forwarder publishes only rows older than every
+// running transaction of the server (pg_snapshot_xmin), so such a
+// transaction holds it back: on a server shared with other tests it, not
+// the forwarder, sets the tail latency. Orderflow's relay counts only its
+// own database's transactions (outbox_horizon).
 type horizonWatch struct {
 	stop context.CancelFunc
 	done chan struct{}

@@ -7,8 +7,8 @@ import (
 
 // HousekeepingBatch is how many rows one housekeeping DELETE removes.
 // Every such DELETE is a write transaction, and while one runs its
-// transaction id holds back the visibility horizon of the whole server,
-// which every outbox relay on it waits behind (package outbox): a batch of
+// transaction id holds back the horizon of its database, which that
+// database's outbox relay waits behind (package outbox): a batch of
 // 1,000 rows commits within milliseconds, 10,000 took tens of them.
 const HousekeepingBatch = 1000
 

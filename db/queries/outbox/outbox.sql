@@ -6,9 +6,9 @@ INSERT INTO outbox (event_id, topic, key, event_type, payload, correlation_id, t
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8);
 
 -- name: PendingBatch :many
--- The rows after the cursor whose transactions, and every older one, have
--- ended: that set can no longer grow behind the cursor, so nothing is
--- skipped. Each row carries the cursor it was read after, for the
+-- The rows after the cursor whose transactions, and every older one that
+-- could write here, have ended (outbox_horizon): that set can no longer
+-- grow behind the cursor, so nothing is skipped. Each row carries the cursor it was read after, for the
 -- compare-and-set that advances it (one round trip, not two). The cursor is
 -- read in sub-selects, not a join: a join's row estimate for the one-row
 -- table made the planner cost the scan high enough to JIT-compile it.
@@ -18,7 +18,7 @@ SELECT id, txid::text AS txid, event_id, topic, key, event_type, payload,
        (SELECT c.id FROM outbox_cursor c) AS cursor_id
 FROM outbox
 WHERE (outbox.txid, outbox.id) > (SELECT c.txid, c.id FROM outbox_cursor c)
-  AND outbox.txid < pg_snapshot_xmin(pg_current_snapshot())
+  AND outbox.txid < (SELECT outbox_horizon())
 ORDER BY outbox.txid, outbox.id -- the columns, not the text alias: index order
 LIMIT @batch_size;
 
@@ -62,7 +62,7 @@ WHERE (txid, id) > ((@to_txid::text)::xid8, @to_id::bigint);
 -- The first row after the cursor, read in index order, decides: written
 -- as EXISTS the planner may scan the whole table when none is left.
 SELECT coalesce((
-    SELECT o.txid >= pg_snapshot_xmin(pg_current_snapshot()) FROM outbox o
+    SELECT o.txid >= (SELECT outbox_horizon()) FROM outbox o
     WHERE (o.txid, o.id) > (SELECT c.txid, c.id FROM outbox_cursor c)
     ORDER BY o.txid, o.id
     LIMIT 1

@@ -138,8 +138,8 @@ func TestPrune(t *testing.T) {
 }
 
 // Pruning is short transactions: each DELETE removes at most
-// postgres.HousekeepingBatch rows on its own, so none holds the server's
-// visibility horizon, which every outbox relay waits behind, for long.
+// postgres.HousekeepingBatch rows on its own, so none holds the database's
+// horizon, which its outbox relay waits behind, for long.
 func TestPruneInShortTransactions(t *testing.T) {
 	t.Parallel()
 	pool := setup(t)

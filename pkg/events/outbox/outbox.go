@@ -5,8 +5,11 @@
 // How rows are relayed: each row records its transaction's id (xid8). The
 // relay keeps one cursor (txid, id) in outbox_cursor and reads the next rows
 // in (txid, id) order, taking only rows whose txid is below
-// pg_snapshot_xmin(pg_current_snapshot()), i.e. rows of transactions older
-// than every transaction still running. That set cannot grow behind the
+// outbox_horizon(): the oldest transaction still running in this database
+// (or one whose database it cannot tell because it just ended), else the
+// snapshot's xmax. A transaction open in another database on the same
+// server cannot write here and does not count, unlike in the server-wide
+// pg_snapshot_xmin. That set cannot grow behind the
 // cursor any more, so a transaction that commits late is waited for, never
 // skipped. After the broker acked a batch the cursor moves past it in one
 // small update.
@@ -32,8 +35,8 @@
 //     re-publishes the same eventIds; consumers deduplicate by eventId.
 //
 // Not guaranteed: exactly-once delivery. And a write transaction left open
-// anywhere on the PostgreSQL server (the horizon is server-wide) holds every
-// relay back until it ends; orderflow_outbox_oldest_age_seconds shows it.
+// in a service's database holds that service's relay back until it ends;
+// orderflow_outbox_oldest_age_seconds shows it.
 package outbox
 
 import (

@@ -439,6 +439,37 @@ func TestLateCommitIsNotSkipped(t *testing.T) {
 	c.checkOrder(t, map[string][]string{orderID: {lateEvent.EventID, early[0]}})
 }
 
+// A transaction left open in another database cannot write this outbox,
+// so it does not hold the relay back (the server-wide pg_snapshot_xmin
+// would); one open in the same database does (TestLateCommitIsNotSkipped).
+func TestOtherDatabasesDoNotHoldBack(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	o := b.newOutbox(t, nil)
+	startRelay(t, o)
+	ctx := context.Background()
+
+	other := pgtest.NewPool(t)
+	foreign, err := other.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer foreign.Rollback(ctx)
+	var xid string
+	if err := foreign.QueryRow(ctx, "SELECT pg_current_xact_id()::text").Scan(&xid); err != nil {
+		t.Fatal(err)
+	}
+
+	orderID := uuid.NewString()
+	c := consume(t, b.broker.Addrs, map[string]bool{orderID: true})
+	write(t, ctx, b.pool, o, placed(orderID))
+	c.waitDistinct(t, 1)
+	var open bool
+	if err := other.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE backend_xid::text = ($1::xid8)::xid::text)", xid).Scan(&open); err != nil || !open {
+		t.Fatalf("the foreign transaction %s ended before the event was published (err %v)", xid, err)
+	}
+}
+
 // With polling effectively off, a commit in another instance still reaches
 // the leader through the debounced NOTIFY.
 func TestWakeUpAcrossInstances(t *testing.T) {

@@ -137,7 +137,7 @@ func (q *Queries) FirstSince(ctx context.Context, since time.Time) (FirstSinceRo
 
 const HeldBack = `-- name: HeldBack :one
 SELECT coalesce((
-    SELECT o.txid >= pg_snapshot_xmin(pg_current_snapshot()) FROM outbox o
+    SELECT o.txid >= (SELECT outbox_horizon()) FROM outbox o
     WHERE (o.txid, o.id) > (SELECT c.txid, c.id FROM outbox_cursor c)
     ORDER BY o.txid, o.id
     LIMIT 1
@@ -240,7 +240,7 @@ SELECT id, txid::text AS txid, event_id, topic, key, event_type, payload,
        (SELECT c.id FROM outbox_cursor c) AS cursor_id
 FROM outbox
 WHERE (outbox.txid, outbox.id) > (SELECT c.txid, c.id FROM outbox_cursor c)
-  AND outbox.txid < pg_snapshot_xmin(pg_current_snapshot())
+  AND outbox.txid < (SELECT outbox_horizon())
 ORDER BY outbox.txid, outbox.id -- the columns, not the text alias: index order
 LIMIT $1
 `
@@ -260,9 +260,9 @@ type PendingBatchRow struct {
 	CursorID      int64
 }
 
-// The rows after the cursor whose transactions, and every older one, have
-// ended: that set can no longer grow behind the cursor, so nothing is
-// skipped. Each row carries the cursor it was read after, for the
+// The rows after the cursor whose transactions, and every older one that
+// could write here, have ended (outbox_horizon): that set can no longer
+// grow behind the cursor, so nothing is skipped. Each row carries the cursor it was read after, for the
 // compare-and-set that advances it (one round trip, not two). The cursor is
 // read in sub-selects, not a join: a join's row estimate for the one-row
 // table made the planner cost the scan high enough to JIT-compile it.
