@@ -5,6 +5,7 @@
 // internal/benchrun).
 //
 //	benchrun [-gotest a.txt,b.txt] [-results bench/results.md] [-chart bench/throughput-lag.svg] [-dir D]
+//	         [-rate 1000] [-duration 20s] [-latency-rate 300]
 package main
 
 import (
@@ -27,6 +28,7 @@ func main() {
 	flag.StringVar(&cfg.Dir, "dir", cfg.Dir, "run directory: binaries, logs, broker data, samples")
 	flag.Float64Var(&cfg.SustainedRate, "rate", cfg.SustainedRate, "orders/s of the sustained phase")
 	flag.DurationVar(&cfg.SustainedFor, "duration", cfg.SustainedFor, "how long the sustained phase places orders")
+	flag.Float64Var(&cfg.LatencyRate, "latency-rate", cfg.LatencyRate, "orders/s of the latency phase (POST 201 → PaymentCaptured)")
 	flag.Parse()
 	if *gotest != "" {
 		cfg.GoTestOutputs = strings.Split(*gotest, ",")

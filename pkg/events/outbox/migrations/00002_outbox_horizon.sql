@@ -10,8 +10,9 @@
 -- counts. So the horizon never passes a transaction that could still commit
 -- rows here, and is at most pg_snapshot_xmax.
 --
--- STABLE, so it sees the caller's snapshot and is run once per statement
--- when called as (SELECT outbox_horizon()).
+-- It costs a few tenths of a millisecond (it reads every backend's
+-- status), so the relay's queries call it only when pg_snapshot_xmin holds
+-- the next row back. STABLE, so it sees the caller's snapshot.
 -- +goose StatementBegin
 CREATE FUNCTION outbox_horizon() RETURNS xid8
 LANGUAGE sql STABLE AS $$
@@ -19,8 +20,9 @@ LANGUAGE sql STABLE AS $$
     SELECT coalesce(min(x), pg_snapshot_xmax(pg_current_snapshot()))
     FROM pg_snapshot_xip(pg_current_snapshot()) AS x
     WHERE x::xid NOT IN (
-        SELECT a.backend_xid FROM pg_stat_activity a
-        WHERE a.backend_xid IS NOT NULL AND a.datname IS DISTINCT FROM current_database()
+        SELECT a.backend_xid FROM pg_stat_get_activity(NULL) a -- the view would join roles and databases too
+        WHERE a.backend_xid IS NOT NULL
+          AND a.datid IS DISTINCT FROM (SELECT d.oid FROM pg_database d WHERE d.datname = current_database())
     );
 $$;
 -- +goose StatementEnd

@@ -137,17 +137,20 @@ func (q *Queries) FirstSince(ctx context.Context, since time.Time) (FirstSinceRo
 
 const HeldBack = `-- name: HeldBack :one
 SELECT coalesce((
-    SELECT o.txid >= (SELECT outbox_horizon()) FROM outbox o
+    SELECT CASE WHEN o.txid < pg_snapshot_xmin(pg_current_snapshot()) THEN false
+                ELSE o.txid >= outbox_horizon() END
+    FROM outbox o
     WHERE (o.txid, o.id) > (SELECT c.txid, c.id FROM outbox_cursor c)
     ORDER BY o.txid, o.id
     LIMIT 1
 ), false)::bool AS held_back
 `
 
-// Whether committed rows wait behind a transaction still running: the relay
-// then looks again soon instead of waiting for a wake-up that may not come.
-// The first row after the cursor, read in index order, decides: written
-// as EXISTS the planner may scan the whole table when none is left.
+// Whether committed rows wait behind a transaction still running here: the
+// relay then looks again soon instead of waiting for a wake-up that may not
+// come. The first row after the cursor, read in index order, decides: written
+// as EXISTS the planner may scan the whole table when none is left. Its
+// horizon is PendingBatch's.
 func (q *Queries) HeldBack(ctx context.Context) (bool, error) {
 	row := q.db.QueryRow(ctx, HeldBack)
 	var held_back bool
@@ -240,7 +243,13 @@ SELECT id, txid::text AS txid, event_id, topic, key, event_type, payload,
        (SELECT c.id FROM outbox_cursor c) AS cursor_id
 FROM outbox
 WHERE (outbox.txid, outbox.id) > (SELECT c.txid, c.id FROM outbox_cursor c)
-  AND outbox.txid < (SELECT outbox_horizon())
+  AND outbox.txid < (
+    SELECT CASE WHEN n.txid >= pg_snapshot_xmin(pg_current_snapshot()) THEN outbox_horizon()
+                ELSE pg_snapshot_xmin(pg_current_snapshot()) END
+    FROM (SELECT o.txid FROM outbox o
+          WHERE (o.txid, o.id) > (SELECT c.txid, c.id FROM outbox_cursor c)
+          ORDER BY o.txid, o.id LIMIT 1) AS n
+  )
 ORDER BY outbox.txid, outbox.id -- the columns, not the text alias: index order
 LIMIT $1
 `
@@ -261,11 +270,14 @@ type PendingBatchRow struct {
 }
 
 // The rows after the cursor whose transactions, and every older one that
-// could write here, have ended (outbox_horizon): that set can no longer
-// grow behind the cursor, so nothing is skipped. Each row carries the cursor it was read after, for the
-// compare-and-set that advances it (one round trip, not two). The cursor is
-// read in sub-selects, not a join: a join's row estimate for the one-row
-// table made the planner cost the scan high enough to JIT-compile it.
+// could write here, have ended: that set can no longer grow behind the
+// cursor, so nothing is skipped. The horizon is pg_snapshot_xmin, the
+// server's oldest running transaction, unless that holds the next row
+// back: then outbox_horizon(), this database's (dearer to compute). Each
+// row carries the cursor it was read after, for the compare-and-set that
+// advances it (one round trip, not two). The cursor is read in
+// sub-selects, not a join: a join's row estimate for the one-row table
+// made the planner cost the scan high enough to JIT-compile it.
 func (q *Queries) PendingBatch(ctx context.Context, batchSize int32) ([]PendingBatchRow, error) {
 	rows, err := q.db.Query(ctx, PendingBatch, batchSize)
 	if err != nil {
