@@ -18,7 +18,16 @@
 //
 // which places orders at R a second, open loop, in a mix of outcomes, and
 // writes each accepted order's id with its outcome to FILE (see load.go and
-// internal/loadgen).
+// internal/loadgen); and
+//
+//	orderflowctl trace <orderId> [--json]
+//
+// which prints the order's whole story as one timeline, read from the five
+// databases and Kafka: outbox rows written and published, the Kafka records
+// (topic, partition, offset), each consumer's handling (its inbox), timers
+// scheduled and fired, dead letters, email tasks queued, sent or parked,
+// with the delay at each hop; then the expected steps that have not
+// happened (see trace.go).
 package main
 
 import (
@@ -63,9 +72,14 @@ const usage = `usage:
       happy=80,declined=5,flaky=5,fraud=3,out-of-stock=2,cancelled=5;
       FILE gets "<orderId>\t<outcome>" per accepted order; exits non-zero on
       a 5xx or a request without an answer unless --allow-errors
+  orderflowctl trace <orderId> [--json]
+      the order's timeline across the five databases and Kafka (outbox,
+      records, consumers, timers, dead letters, emails) with the delay at
+      each hop, then the steps that have not happened yet
 environment: POSTGRES_URL (default ` + postgres.DefaultURL + `),
   KAFKA_BROKERS (default ` + service.DefaultBroker + `), AMQP_URL and
-  EMAIL_RETRY_DELAYS (as the email service reads them); load: ORDERS_URL
+  EMAIL_RETRY_DELAYS (as the email service reads them); trace:
+  DATABASE_PREFIX (default orderflow_); load: ORDERS_URL
   (default http://localhost:8080), WAREHOUSE_URL (http://localhost:8082),
   FRAUD_LIMIT_CENTS (1000000)`
 
@@ -93,6 +107,8 @@ func run(ctx context.Context, args []string, out io.Writer, now time.Time) error
 		return outboxRebase(ctx, args[2:], out)
 	case len(args) >= 1 && args[0] == "load":
 		return load(ctx, args[1:], out, os.Stderr)
+	case len(args) >= 1 && args[0] == "trace":
+		return traceCmd(ctx, args[1:], out, now)
 	}
 	return errors.New(usage)
 }
