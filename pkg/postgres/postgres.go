@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"net/url"
 
+	"github.com/exaring/otelpgx"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -17,6 +18,7 @@ import (
 	"github.com/pressly/goose/v3"
 	"github.com/pressly/goose/v3/lock"
 	pgxuuid "github.com/vgarvardt/pgx-google-uuid/v5"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // DefaultURL is the server used when POSTGRES_URL is unset.
@@ -113,7 +115,8 @@ func connectSetup(ctx context.Context, serverURL string) (*pgx.Conn, error) {
 // max(4, CPUs)) on the database at dbURL and checks it answers. The pool
 // opens connections as they are needed (no MinConns) and never more than
 // maxConns: beyond them, Acquire waits, for as long as its context allows.
-func Connect(ctx context.Context, dbURL string, maxConns int32) (*pgxpool.Pool, error) {
+// configure, e.g. Traced, adjusts the pool's config before it opens.
+func Connect(ctx context.Context, dbURL string, maxConns int32, configure ...func(*pgxpool.Config)) (*pgxpool.Pool, error) {
 	cfg, err := pgxpool.ParseConfig(dbURL)
 	if err != nil {
 		return nil, fmt.Errorf("parse postgres url: %w", err)
@@ -133,6 +136,9 @@ func Connect(ctx context.Context, dbURL string, maxConns int32) (*pgxpool.Pool, 
 		cfg.ConnConfig.RuntimeParams["plan_cache_mode"] = "force_custom_plan"
 	}
 	RegisterTypes(cfg)
+	for _, c := range configure {
+		c(cfg)
+	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("open pool: %w", err)
@@ -189,4 +195,16 @@ func lockID(table string) int64 {
 		h = h*31 + int64(c)
 	}
 	return h
+}
+
+// Traced makes a pool's queries spans (otelpgx) of tp, children of the
+// span in each query's context; a query without one (the relay's polls,
+// housekeeping) makes none, so only the work of a traced request, record
+// or timer shows. With tp nil it changes nothing.
+func Traced(tp trace.TracerProvider) func(*pgxpool.Config) {
+	return func(cfg *pgxpool.Config) {
+		if tp != nil {
+			cfg.ConnConfig.Tracer = otelpgx.NewTracer(otelpgx.WithTracerProvider(tp), otelpgx.WithDisableAcquireTracer())
+		}
+	}
 }

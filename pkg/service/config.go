@@ -8,9 +8,12 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/orderflow/orderflow/pkg/config"
 	"github.com/orderflow/orderflow/pkg/events/kafka"
 	"github.com/orderflow/orderflow/pkg/postgres"
+	"github.com/orderflow/orderflow/pkg/telemetry"
 )
 
 // Config is the configuration every service shares. Zero fields take the
@@ -28,6 +31,13 @@ type Config struct {
 	// RetryBackoff is the consumer's first retry backoff (consumer.Config
 	// BaseBackoff); zero takes the consumer's default. Tests shorten it.
 	RetryBackoff time.Duration
+
+	// Telemetry are the OTEL_* settings that turn tracing on (FromEnv
+	// reads them; package telemetry).
+	Telemetry telemetry.Settings
+	// TracerProvider, when set, is used instead of Telemetry: a provider
+	// the caller owns, such as a test's in-memory recorder.
+	TracerProvider trace.TracerProvider
 }
 
 // Defaults.
@@ -105,6 +115,12 @@ func FromEnv(e *config.Env, name, httpAddr string) Config {
 		}
 		c.Database = prefix + name
 	}
+	c.Telemetry = telemetry.SettingsFromEnv()
+	if _, err := c.Telemetry.Enabled(); err != nil {
+		if se, ok := errors.AsType[*telemetry.SettingError](err); ok {
+			e.Reject(se.Var, se.Reason)
+		}
+	}
 	c.MaxConns = maxConns(e, "POSTGRES_MAX_CONNS", DefaultMaxConns)
 	c.MaxConns = maxConns(e, MaxConnsVar(name), c.MaxConns)
 	c.OutboxRetention = e.Duration("OUTBOX_RETENTION", DefaultOutboxRetention)
@@ -180,6 +196,7 @@ func (c Config) LogValue() slog.Value {
 		slog.Int("postgres_max_conns", int(c.MaxConns)),
 		slog.Any("brokers", c.Brokers),
 		slog.Duration("outbox_retention", c.OutboxRetention),
+		slog.String("otlp_endpoint", c.Telemetry.Endpoint),
 	)
 }
 

@@ -13,10 +13,13 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"time"
 
 	"github.com/go-chi/chi/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/orderflow/orderflow/pkg/events/consumer"
@@ -25,6 +28,7 @@ import (
 	"github.com/orderflow/orderflow/pkg/events/timer"
 	"github.com/orderflow/orderflow/pkg/httpserver"
 	"github.com/orderflow/orderflow/pkg/postgres"
+	"github.com/orderflow/orderflow/pkg/telemetry"
 )
 
 // Spec is what a service adds to the shared parts.
@@ -51,6 +55,7 @@ type Deps struct {
 	Outbox   *outbox.Outbox
 	Registry *prometheus.Registry
 	Log      *slog.Logger
+	Tracing  trace.TracerProvider // nil when tracing is off
 }
 
 // Parts are a service's own parts.
@@ -118,11 +123,31 @@ func Run(ctx context.Context, cfg Config, spec Spec, log *slog.Logger) error {
 	}
 	log.Info("starting", "config", cfg)
 
+	tracing := telemetry.WithProvider(cfg.TracerProvider)
+	if tracing == nil {
+		var err error
+		if tracing, err = telemetry.Start(ctx, cfg.Name, cfg.Telemetry); err != nil {
+			return err
+		}
+		defer func() {
+			// The last spans leave within the shutdown's time.
+			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+			defer cancel()
+			if err := tracing.Shutdown(sctx); err != nil {
+				log.Warn("tracing shutdown", "err", err)
+			}
+		}()
+	}
+	tp := tracing.TracerProvider() // nil: off
+	if tp != nil {
+		log.Info("tracing on", "otlp_endpoint", cfg.Telemetry.Endpoint)
+	}
+
 	dbURL, err := postgres.EnsureDatabase(ctx, cfg.PostgresURL, cfg.Database)
 	if err != nil {
 		return err
 	}
-	pool, err := postgres.Connect(ctx, dbURL, cfg.MaxConns)
+	pool, err := postgres.Connect(ctx, dbURL, cfg.MaxConns, postgres.Traced(tp))
 	if err != nil {
 		return err
 	}
@@ -132,14 +157,16 @@ func Run(ctx context.Context, cfg Config, spec Spec, log *slog.Logger) error {
 	}
 
 	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	ob := outbox.New(pool, outbox.Config{
 		Service:    cfg.Name,
 		Brokers:    cfg.Brokers,
 		Publisher:  spec.Publisher,
 		Retention:  cfg.OutboxRetention,
 		Registerer: reg,
+		Tracing:    tp,
 	}, log)
-	parts, err := spec.Setup(Deps{Pool: pool, Outbox: ob, Registry: reg, Log: log})
+	parts, err := spec.Setup(Deps{Pool: pool, Outbox: ob, Registry: reg, Log: log, Tracing: tp})
 	if err != nil {
 		return err
 	}
@@ -190,6 +217,7 @@ func Run(ctx context.Context, cfg Config, spec Spec, log *slog.Logger) error {
 			BaseBackoff: cfg.RetryBackoff,
 			AfterCommit: ob.Committed,
 			Registerer:  reg,
+			Tracing:     tp,
 		}, log)
 		if err != nil {
 			return err
@@ -235,7 +263,7 @@ func Run(ctx context.Context, cfg Config, spec Spec, log *slog.Logger) error {
 		parts.Routes(r)
 	}
 	g.Go(func() error {
-		err := httpserver.Serve(gctx, cfg.HTTPAddr, r, log, httpserver.WithShutdownTimeout(cfg.ShutdownTimeout))
+		err := httpserver.Serve(gctx, cfg.HTTPAddr, httpserver.Traced(r, tp, cfg.Name), log, httpserver.WithShutdownTimeout(cfg.ShutdownTimeout))
 		if err != nil {
 			return fmt.Errorf("http server: %w", err)
 		}

@@ -10,6 +10,9 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/orderflow/orderflow/pkg/events/rabbit"
 	"github.com/orderflow/orderflow/services/email/internal/emaildb"
@@ -24,6 +27,27 @@ type deliverer struct {
 	from   string // the From header
 	sender string // its address, the SMTP envelope sender
 	log    *slog.Logger
+	tracer trace.Tracer // the SMTP send's span; nil when tracing is off
+}
+
+// send hands the message to the mailer, under a client span when tracing
+// is on: the trace of an order ends where the SMTP server took its email.
+func (dl *deliverer) send(ctx context.Context, t task, msg []byte) error {
+	if dl.tracer == nil {
+		return dl.mailer.send(ctx, dl.sender, t.address(), msg)
+	}
+	ctx, span := dl.tracer.Start(ctx, "smtp send", trace.WithSpanKind(trace.SpanKindClient),
+		trace.WithAttributes(
+			attribute.String("orderflow.email.kind", t.Kind),
+			attribute.String("orderflow.email.task_id", t.TaskID.String()),
+			attribute.String("orderflow.order_id", t.OrderID.String()),
+		))
+	defer span.End()
+	err := dl.mailer.send(ctx, dl.sender, t.address(), msg)
+	if err != nil {
+		span.SetStatus(codes.Error, err.Error())
+	}
+	return err
 }
 
 // defaultClaimStale is how long a claim (claimed_at) holds off other
@@ -62,7 +86,7 @@ func (dl *deliverer) handle(ctx context.Context, d *rabbit.Delivery) error {
 	if err != nil {
 		err = fmt.Errorf("build message: %w: %w", err, rabbit.ErrPermanent)
 	} else {
-		err = dl.mailer.send(ctx, dl.sender, t.address(), msg)
+		err = dl.send(ctx, t, msg)
 	}
 	if err != nil {
 		dl.release(ctx, t.TaskID)

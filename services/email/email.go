@@ -221,7 +221,11 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 				stale = defaultClaimStale
 			}
 			ledger := newLedger(d.Pool, stale)
+			pub.SetTracing(d.Tracing) // before the relay starts
 			dl := &deliverer{pool: d.Pool, ledger: ledger, mailer: m, from: cfg.From, sender: from.Address, log: d.Log}
+			if d.Tracing != nil {
+				dl.tracer = d.Tracing.Tracer("github.com/orderflow/orderflow/services/email")
+			}
 			handle := dl.handle
 			if cfg.afterDeliver != nil {
 				handle = func(ctx context.Context, d *rabbit.Delivery) error {
@@ -234,7 +238,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 			}
 			w, err := rabbit.NewWorker(rabbit.WorkerConfig{
 				Conn: conn, Handler: handle, Failed: dl.failed,
-				Prefetch: cfg.Prefetch, MaxAttempts: cfg.MaxAttempts, Registerer: d.Registry,
+				Prefetch: cfg.Prefetch, MaxAttempts: cfg.MaxAttempts, Registerer: d.Registry, Tracing: d.Tracing,
 			}, d.Log)
 			if err != nil {
 				return service.Parts{}, err

@@ -9,6 +9,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/orderflow/orderflow/pkg/events/consumer"
 	"github.com/orderflow/orderflow/pkg/events/contract"
@@ -50,6 +51,7 @@ type handler struct {
 	outbox     *outbox.Outbox
 	awardDelay time.Duration
 	log        *slog.Logger
+	tracer     trace.Tracer // timers' fire spans; nil when tracing is off
 }
 
 // handled are the events handleBatch acts on; the consumer passes over the
@@ -369,7 +371,9 @@ func (h *handler) fireAwards(ctx context.Context, tx pgx.Tx, timers []timer.Time
 	ctxs := make([]context.Context, len(timers))
 	var ob outbox.Batch
 	for i, t := range timers {
-		ctxs[i] = h.awardContext(ctx, t)
+		var end func()
+		ctxs[i], end = h.awardContext(ctx, t)
+		defer end()
 		a, ok := given[ids[i]]
 		if !ok {
 			h.log.InfoContext(ctxs[i], "award timer fired for an award that is not pending: nothing awarded", "order_id", t.Key)
@@ -395,18 +399,12 @@ func (h *handler) fireAwards(ctx context.Context, tx pgx.Tx, timers []timer.Time
 	return nil
 }
 
-// awardContext is ctx with the correlation id and traceparent of the
-// capture that scheduled t.
-func (h *handler) awardContext(ctx context.Context, t timer.Timer) context.Context {
+// awardContext is ctx with the correlation id and trace of the capture
+// that scheduled t (timer.Context); end ends its span.
+func (h *handler) awardContext(ctx context.Context, t timer.Timer) (_ context.Context, end func()) {
 	var p awardPayload
 	if err := json.Unmarshal(t.Payload, &p); err != nil {
 		h.log.WarnContext(ctx, "award timer payload unreadable; awarding without its correlation id", "key", t.Key, "err", err)
 	}
-	if p.CorrelationID != "" {
-		ctx = correlation.WithID(ctx, p.CorrelationID)
-	}
-	if p.Traceparent != "" {
-		ctx = correlation.WithTraceparent(ctx, p.Traceparent)
-	}
-	return ctx
+	return timer.Context(ctx, h.tracer, t, p.CorrelationID, p.Traceparent)
 }

@@ -131,7 +131,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		Topics:     []string{contract.TopicPayments, contract.TopicOrders},
 		Events:     handled,
 		Setup: func(d service.Deps) (service.Parts, error) {
-			h := &handler{outbox: d.Outbox, awardDelay: cfg.AwardDelay, log: d.Log}
+			h := &handler{outbox: d.Outbox, awardDelay: cfg.AwardDelay, log: d.Log, tracer: timer.Tracer(d.Tracing)}
 			api := &api{pool: d.Pool, log: d.Log}
 			return service.Parts{
 				Batch:       h.handleBatch,

@@ -37,6 +37,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/orderflow/orderflow/pkg/events/consumer"
 	"github.com/orderflow/orderflow/pkg/events/contract"
@@ -72,6 +73,7 @@ type handler struct {
 	defaultStock int64
 	shipDelay    time.Duration
 	log          *slog.Logger
+	tracer       trace.Tracer // timers' fire spans; nil when tracing is off
 }
 
 // handled are the events handle acts on; the consumer passes over the rest
@@ -441,7 +443,8 @@ func (h *handler) ship(ctx context.Context, tx pgx.Tx, timers []timer.Timer) err
 	}
 	var out outbox.Batch
 	for i, t := range timers {
-		tctx := h.timerContext(ctx, t)
+		tctx, end := h.timerContext(ctx, t)
+		defer end()
 		pickID, ok := pickIDs[p.OrderIds[i]]
 		if !ok {
 			h.log.InfoContext(tctx, "ship timer fired for a pick that is not scheduled: nothing shipped", "order_id", t.Key)
@@ -464,20 +467,14 @@ func (h *handler) ship(ctx context.Context, tx pgx.Tx, timers []timer.Timer) err
 	return nil
 }
 
-// timerContext is ctx carrying the correlation id and traceparent of the
-// transaction that scheduled t.
-func (h *handler) timerContext(ctx context.Context, t timer.Timer) context.Context {
+// timerContext is ctx carrying the correlation id and trace of the
+// transaction that scheduled t (timer.Context); end ends its span.
+func (h *handler) timerContext(ctx context.Context, t timer.Timer) (_ context.Context, end func()) {
 	var p shipPayload
 	if err := json.Unmarshal(t.Payload, &p); err != nil {
 		h.log.WarnContext(ctx, "ship timer payload unreadable; shipping without its correlation id", "key", t.Key, "err", err)
 	}
-	if p.CorrelationID != "" {
-		ctx = correlation.WithID(ctx, p.CorrelationID)
-	}
-	if p.Traceparent != "" {
-		ctx = correlation.WithTraceparent(ctx, p.Traceparent)
-	}
-	return ctx
+	return timer.Context(ctx, h.tracer, t, p.CorrelationID, p.Traceparent)
 }
 
 // newTrackingID returns "TRK-" and 16 random upper-case hex digits.

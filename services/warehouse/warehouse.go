@@ -140,7 +140,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		Topics:     []string{contract.TopicPayments, contract.TopicOrders},
 		Events:     handled,
 		Setup: func(d service.Deps) (service.Parts, error) {
-			h := &handler{outbox: d.Outbox, defaultStock: cfg.DefaultStock, shipDelay: cfg.ShipDelay, log: d.Log}
+			h := &handler{outbox: d.Outbox, defaultStock: cfg.DefaultStock, shipDelay: cfg.ShipDelay, log: d.Log,
+				tracer: timer.Tracer(d.Tracing)}
 			api := &api{pool: d.Pool, defaultStock: cfg.DefaultStock, log: d.Log}
 			return service.Parts{
 				Batch:       h.handle,

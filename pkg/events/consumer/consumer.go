@@ -99,9 +99,13 @@
 // batch per partition.
 //
 // Metrics: orderflow_consumer_handled_total{topic,result},
-// orderflow_consumer_handle_seconds{topic} and orderflow_consumer_lag{topic,
-// partition}, the last read from the brokers at scrape time (kadm's Lag: the
-// group's committed offsets against each partition's high watermark).
+// orderflow_consumer_handle_seconds{topic} and orderflow_consumer_lag{group,
+// topic,partition}, the last read from the brokers at scrape time (kadm's
+// Lag: the group's committed offsets against each partition's high
+// watermark), each replica reporting the partitions assigned to it; and
+// franz-go's client metrics (orderflow_kafka_*, see kafka.Instrument).
+//
+// Tracing (Config.Tracing): see tracing in trace.go.
 //
 // Not guaranteed: exactly-once delivery to the Handler (it may see an event
 // again after a failed attempt or a crash, each time in a new transaction);
@@ -127,11 +131,14 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/plugin/kotel"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/orderflow/orderflow/pkg/events/contract"
 	"github.com/orderflow/orderflow/pkg/events/correlation"
 	"github.com/orderflow/orderflow/pkg/events/inbox"
 	"github.com/orderflow/orderflow/pkg/events/internal/clock"
+	"github.com/orderflow/orderflow/pkg/events/kafka"
 	"github.com/orderflow/orderflow/pkg/events/retry"
 )
 
@@ -208,15 +215,25 @@ type Message struct {
 	// CorrelationID is the x-correlation-id header; the Handler's context
 	// carries it too (correlation.ID).
 	CorrelationID string
+
+	span trace.Span // the record's process span; nil when tracing is off
 }
 
-// Context is ctx carrying msg's correlation id, for what the handler does
-// on the message's behalf (outbox writes, logs).
+// Context is ctx carrying msg's correlation id and trace context, for what
+// the handler does on the message's behalf (outbox writes, logs, timers):
+// with tracing on, the record's process span, so the events it causes are
+// its children; off, the record's own traceparent, passed on unchanged.
 func (m Message) Context(ctx context.Context) context.Context {
-	if m.CorrelationID == "" {
-		return ctx
+	if m.CorrelationID != "" {
+		ctx = correlation.WithID(ctx, m.CorrelationID)
 	}
-	return correlation.WithID(ctx, m.CorrelationID)
+	if m.span != nil {
+		return trace.ContextWithSpan(ctx, m.span)
+	}
+	if tp := m.Headers[correlation.TraceparentHeader]; correlation.ValidTraceparent(tp) {
+		ctx = correlation.WithTraceparent(ctx, tp)
+	}
+	return ctx
 }
 
 // Config configures one service's consumer group.
@@ -261,8 +278,12 @@ type Config struct {
 	// handler wrote are published now rather than at the relay's next poll.
 	AfterCommit func()
 
-	// Registerer receives the consumer metrics; nil registers none.
+	// Registerer receives the consumer metrics and the Kafka client's
+	// (kafka.Instrument); nil registers none.
 	Registerer prometheus.Registerer
+
+	// Tracing, when set, traces each record (see tracing); nil: off.
+	Tracing trace.TracerProvider
 }
 
 func (c *Config) setDefaults() {
@@ -317,6 +338,8 @@ type Runner struct {
 	outage   *retry.Outage              // infrastructure failures being waited out
 	joint    *joiner                    // batch transactions across partitions
 	client   atomic.Pointer[kgo.Client] // while Run runs, for the lag metric
+	trace    *tracing                   // nil when tracing is off
+	kafka    []kgo.Opt                  // the client's instrumentation
 
 	// afterCommit is a test hook run after a record's transaction
 	// committed and before its offset is recorded for commit: when it
@@ -344,6 +367,11 @@ func New(cfg Config, log *slog.Logger) (*Runner, error) {
 		}
 	}
 	r.metrics = newMetrics(r, cfg.Registerer)
+	var kt *kotel.Tracer
+	r.kafka, kt = kafka.Instrument(kafka.Instrumentation{
+		ClientID: r.group + "-consumer", Registerer: cfg.Registerer, Tracing: cfg.Tracing, Group: r.group,
+	})
+	r.trace = newTracing(cfg.Tracing, kt, cfg.Service)
 	r.joint = newJoiner(r)
 	r.outage = retry.NewOutage("consumer", cfg.Registerer)
 	return r, nil
@@ -385,7 +413,7 @@ func (r *Runner) Run(ctx context.Context) error {
 		s.crashed.Store(true)
 		stop(errSimulatedCrash)
 	}
-	cl, err := kgo.NewClient(
+	cl, err := kgo.NewClient(append(slices.Clone(r.kafka),
 		kgo.SeedBrokers(r.cfg.Brokers...),
 		kgo.ConsumerGroup(r.group),
 		kgo.ConsumeTopics(r.cfg.Topics...),
@@ -406,7 +434,7 @@ func (r *Runner) Run(ctx context.Context) error {
 		// A new group starts at the beginning: events emitted before a
 		// service first ran are still handled.
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-	)
+	)...)
 	if err != nil {
 		return fmt.Errorf("consumer: kafka client: %w", err)
 	}

@@ -29,8 +29,8 @@ func newMetrics(r *Runner, reg prometheus.Registerer) *metrics {
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 18), // 0.5 ms .. ~65 s
 		}, []string{"topic"}),
 		lag: prometheus.NewDesc("orderflow_consumer_lag",
-			"Records behind the high watermark, from the group's committed offsets.",
-			[]string{"topic", "partition"}, nil),
+			"Records behind the high watermark, from the group's committed offsets, of the partitions assigned to this replica: sum by (group, topic) over replicas is the group's lag.",
+			[]string{"group", "topic", "partition"}, nil),
 		r: r,
 	}
 	if reg != nil {
@@ -49,8 +49,11 @@ func (m *metrics) Describe(ch chan<- *prometheus.Desc) { ch <- m.lag }
 // Collect asks the brokers at scrape time (kadm's Lag: the group's
 // committed offsets against each partition's high watermark; a partition
 // without a commit counts from its log start), so the gauge is what
-// `orderflowctl lag` would print, without a background poller. Nothing is
-// reported while Run is not running.
+// `orderflowctl lag` would print, without a background poller. Each
+// replica reports only the partitions assigned to it, so summing the
+// replicas' series counts every partition once; a partition that is
+// between owners during a rebalance is reported by none for that moment.
+// Nothing is reported while Run is not running.
 func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	cl := m.r.client.Load()
 	if cl == nil {
@@ -72,13 +75,14 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	for _, t := range m.r.cfg.Topics {
 		topics[t] = true
 	}
+	self, _ := cl.GroupMetadata()
 	lags.Each(func(l kadm.DescribedGroupLag) {
 		for _, pl := range l.Lag.Sorted() {
-			if pl.Err != nil || !topics[pl.Topic] {
+			if pl.Err != nil || !topics[pl.Topic] || pl.Member == nil || pl.Member.MemberID != self {
 				continue
 			}
 			ch <- prometheus.MustNewConstMetric(m.lag, prometheus.GaugeValue, float64(pl.Lag),
-				pl.Topic, strconv.Itoa(int(pl.Partition)))
+				m.r.group, pl.Topic, strconv.Itoa(int(pl.Partition)))
 		}
 	})
 }

@@ -103,10 +103,10 @@ func (r *Runner) process(s *session, pc *partition, rec *kgo.Record, prior error
 	defer func() { r.metrics.handleSeconds.WithLabelValues(rec.Topic).Observe(time.Since(start).Seconds()) }()
 
 	msg, eventID, err := r.decode(rec)
-	ctx := pc.work
-	if msg.CorrelationID != "" {
-		ctx = correlation.WithID(ctx, msg.CorrelationID)
-	}
+	r.trace.start(rec, &msg)
+	var failed error // the last attempt's, for the span
+	defer func() { endSpan(msg, failed) }()
+	ctx := msg.Context(pc.work)
 	log := r.log.With("topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset)
 	if eventID != uuid.Nil {
 		log = log.With("event_id", eventID.String())
@@ -120,6 +120,7 @@ func (r *Runner) process(s *session, pc *partition, rec *kgo.Record, prior error
 		r.metrics.count(rec.Topic, resultIgnored)
 		return true
 	case err != nil:
+		failed = err
 		return r.deadLetter(ctx, s.cl, pc, rec, err, 0)
 	}
 
@@ -133,6 +134,8 @@ func (r *Runner) process(s *session, pc *partition, rec *kgo.Record, prior error
 	)
 	for {
 		if err != nil {
+			failed = err
+			recordAttempt(ctx, err)
 			if pc.work.Err() != nil {
 				return false // partition lost
 			}
@@ -168,6 +171,7 @@ func (r *Runner) process(s *session, pc *partition, rec *kgo.Record, prior error
 		var dup bool
 		dup, err = r.handleOnce(ctx, msg, eventID)
 		if err == nil {
+			failed = nil
 			r.outage.Recovered()
 			if dup {
 				r.metrics.count(rec.Topic, resultDuplicate)
@@ -253,6 +257,7 @@ func (r *Runner) backoff(attempt int) time.Duration {
 // redelivered and dead-lettered again by its next owner).
 func (r *Runner) deadLetter(ctx context.Context, cl *kgo.Client, pc *partition, rec *kgo.Record, cause error, attempts int) bool {
 	out := r.dlqRecord(rec, cause, attempts)
+	out.Context = ctx // its publish span is a child of the record's process span
 	wait := r.cfg.BaseBackoff
 	for {
 		err := cl.ProduceSync(pc.stop, out).FirstErr()
@@ -293,11 +298,17 @@ func (r *Runner) processBatch(s *session, pc *partition, recs []*kgo.Record) (n 
 		if err != nil && !errors.Is(err, errIgnored) {
 			break // skipped or dead-lettered on its own
 		}
+		r.trace.start(rec, &msg)
 		b.add(msg, id, err != nil)
 	}
 	if len(b.msgs) == 0 {
 		return 0, nil, true
 	}
+	attempted := b.msgs // b shrinks to a prefix when the batch fails part-way
+	defer func() {
+		endSpans(attempted[:n], nil)
+		endSpans(attempted[n:], errNotCommitted)
+	}()
 	start := time.Now()
 	dups, failedAt, err := r.joint.handle(pc.work, b)
 	if err != nil && failedAt > 0 {
@@ -377,6 +388,10 @@ func (r *Runner) handleBatch(ctx context.Context, b batch) (dups []bool, failedA
 	dups = make([]bool, len(b.msgs))
 	if len(b.work) == 0 {
 		return dups, -1, nil
+	}
+	ctx, span := r.trace.batch(ctx, b.msgs)
+	if span != nil {
+		defer func() { endBatchSpan(span, err) }()
 	}
 	tx, err := r.cfg.Pool.Begin(ctx)
 	if err != nil {

@@ -20,9 +20,11 @@ package correlation
 
 import (
 	"context"
+	"encoding/hex"
 	"net/http"
 
 	"github.com/google/uuid"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Header is the HTTP header (and, lower-cased, the Kafka record header) that
@@ -85,10 +87,29 @@ func WithTraceparent(ctx context.Context, tp string) context.Context {
 	return context.WithValue(ctx, traceparentKey{}, tp)
 }
 
-// Traceparent returns the W3C traceparent carried by ctx, or "".
+// Traceparent returns the W3C traceparent of ctx: its OpenTelemetry span's
+// when it has one (tracing on: what ctx's work causes becomes that span's
+// child), else the one WithTraceparent stored (tracing off: passed on
+// unchanged), else "".
 func Traceparent(ctx context.Context) string {
+	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
+		return FormatTraceparent(sc)
+	}
 	tp, _ := ctx.Value(traceparentKey{}).(string)
 	return tp
+}
+
+// FormatTraceparent is sc as a version 00 W3C traceparent.
+func FormatTraceparent(sc trace.SpanContext) string {
+	tid, sid := sc.TraceID(), sc.SpanID()
+	b := make([]byte, 0, 55)
+	b = append(b, "00-"...)
+	b = hex.AppendEncode(b, tid[:])
+	b = append(b, '-')
+	b = hex.AppendEncode(b, sid[:])
+	b = append(b, '-')
+	b = hex.AppendEncode(b, []byte{byte(sc.TraceFlags())})
+	return string(b)
 }
 
 // ValidTraceparent reports whether tp is a version 00 W3C traceparent:

@@ -4,18 +4,22 @@ import (
 	"context"
 	"log/slog"
 	"slices"
+
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Log attribute keys written by the handler from NewLogHandler.
 const (
 	ServiceKey       = "service"
 	CorrelationIDKey = "correlation_id"
+	TraceIDKey       = "trace_id" // with tracing on (package telemetry)
+	SpanIDKey        = "span_id"
 )
 
 // NewLogHandler wraps next so that every record gets a top-level "service"
 // attribute and, when the record's context carries a correlation id (log
 // with logger.InfoContext(ctx, ...) and friends), a top-level
-// "correlation_id". Both stay at the top level even after WithGroup, so log
+// "correlation_id", and "trace_id" and "span_id" when it carries a span. Both stay at the top level even after WithGroup, so log
 // queries find them in one place.
 //
 // Cost: without open groups the handler adds nothing to what slog allocates
@@ -72,21 +76,30 @@ func (h *logHandler) WithGroup(name string) slog.Handler {
 
 func (h *logHandler) Handle(ctx context.Context, r slog.Record) error {
 	id := ID(ctx)
+	sc := trace.SpanContextFromContext(ctx)
 	if len(h.groups) == 0 {
-		if id != "" {
+		if id != "" || sc.IsValid() {
 			// Clone does not allocate; it only keeps AddAttrs from writing
 			// into an array shared with the caller's copy of r.
 			r = r.Clone()
-			r.AddAttrs(slog.String(CorrelationIDKey, id))
+			addIDs(&r, id, sc)
 		}
 		return h.top.Handle(ctx, r)
 	}
 	nr := slog.NewRecord(r.Time, r.Level, r.Message, r.PC)
-	if id != "" {
-		nr.AddAttrs(slog.String(CorrelationIDKey, id))
-	}
+	addIDs(&nr, id, sc)
 	nr.AddAttrs(h.nest(r))
 	return h.top.Handle(ctx, nr)
+}
+
+// addIDs adds correlation_id and, with tracing on, trace_id and span_id.
+func addIDs(r *slog.Record, id string, sc trace.SpanContext) {
+	if id != "" {
+		r.AddAttrs(slog.String(CorrelationIDKey, id))
+	}
+	if sc.IsValid() {
+		r.AddAttrs(slog.String(TraceIDKey, sc.TraceID().String()), slog.String(SpanIDKey, sc.SpanID().String()))
+	}
 }
 
 // nest returns the open groups as one group attribute, the record's own

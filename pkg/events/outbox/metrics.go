@@ -14,6 +14,7 @@ type metrics struct {
 	published *prometheus.CounterVec
 	pending   *prometheus.Desc
 	oldestAge *prometheus.Desc
+	leader    *prometheus.Desc
 	o         *Outbox
 }
 
@@ -27,6 +28,8 @@ func newMetrics(o *Outbox, reg prometheus.Registerer) *metrics {
 			"Unpublished rows in this service's outbox.", nil, nil),
 		oldestAge: prometheus.NewDesc("orderflow_outbox_oldest_age_seconds",
 			"Age of the oldest unpublished row in this service's outbox, 0 when none.", nil, nil),
+		leader: prometheus.NewDesc("orderflow_relay_leader",
+			"1 while this replica's relay holds its outbox's lease, else 0: max over a service's replicas is 1 when its outbox has a relay.", nil, nil),
 		o: o,
 	}
 	if reg != nil {
@@ -39,11 +42,17 @@ func newMetrics(o *Outbox, reg prometheus.Registerer) *metrics {
 func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	ch <- m.pending
 	ch <- m.oldestAge
+	ch <- m.leader
 }
 
 // Collect reads the backlog at scrape time: one indexed query, so the gauges
 // are exact without a background poller.
 func (m *metrics) Collect(ch chan<- prometheus.Metric) {
+	leader := 0.0
+	if m.o.leader.Load() {
+		leader = 1
+	}
+	ch <- prometheus.MustNewConstMetric(m.leader, prometheus.GaugeValue, leader)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	b, err := outboxdb.New(m.o.pool).Backlog(ctx)

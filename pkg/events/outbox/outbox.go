@@ -55,9 +55,11 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/orderflow/orderflow/pkg/events/contract"
 	"github.com/orderflow/orderflow/pkg/events/correlation"
+	"github.com/orderflow/orderflow/pkg/events/kafka"
 	"github.com/orderflow/orderflow/pkg/events/outbox/internal/outboxdb"
 	"github.com/orderflow/orderflow/pkg/events/retry"
 	"github.com/orderflow/orderflow/pkg/postgres"
@@ -87,8 +89,14 @@ type Config struct {
 	MinPoll    time.Duration // first fallback poll after activity; default 10ms
 	MaxPoll    time.Duration // longest idle wait between polls when no wake-up comes; default 1s
 
-	// Registerer receives the outbox metrics; nil registers none.
+	// Registerer receives the outbox metrics and the relay's Kafka client's
+	// (kafka.Instrument); nil registers none.
 	Registerer prometheus.Registerer
+
+	// Tracing, when set, gives each published record a "<topic> publish"
+	// span, child of the span that wrote its row (the row's traceparent);
+	// nil: off, and the row's traceparent is passed on as written.
+	Tracing trace.TracerProvider
 }
 
 func (c *Config) setDefaults() {
@@ -117,6 +125,7 @@ type Outbox struct {
 	log       *slog.Logger
 	source    string // ce_source
 	metrics   *metrics
+	kafka     []kgo.Opt // the relay producer's instrumentation
 
 	committed chan struct{}              // Committed → relay, capacity 1
 	leader    atomic.Bool                // this process's relay holds the lease
@@ -146,6 +155,9 @@ func New(pool *pgxpool.Pool, cfg Config, log *slog.Logger) *Outbox {
 	}
 	o.metrics = newMetrics(o, cfg.Registerer)
 	o.outage = retry.NewOutage("relay", cfg.Registerer)
+	o.kafka, _ = kafka.Instrument(kafka.Instrumentation{
+		ClientID: "orderflow-" + cfg.Service + "-relay", Registerer: cfg.Registerer, Tracing: cfg.Tracing,
+	})
 	return o
 }
 

@@ -3,10 +3,14 @@ package outbox
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/plugin/kotel"
+
+	"github.com/orderflow/orderflow/pkg/telemetry"
 
 	"github.com/orderflow/orderflow/pkg/events/outbox/internal/outboxdb"
 )
@@ -39,11 +43,12 @@ func (external) close() {}
 
 // producer is the relay's one idempotent Kafka producer.
 type producer struct {
-	cl *kgo.Client
+	cl     *kgo.Client
+	traced bool // kotel's hooks are on the client
 }
 
-func newProducer(brokers []string) (*producer, error) {
-	cl, err := kgo.NewClient(
+func newProducer(brokers []string, instrumented []kgo.Opt, traced bool) (*producer, error) {
+	cl, err := kgo.NewClient(append(slices.Clone(instrumented),
 		kgo.SeedBrokers(brokers...),
 		// Idempotent (franz-go's default) with acks=all: retries never
 		// duplicate or reorder records within a partition.
@@ -59,11 +64,11 @@ func newProducer(brokers []string) (*producer, error) {
 		// is down or still creating topics, records wait in order instead of
 		// failing and being re-sent behind rows that went out.
 		kgo.UnknownTopicRetries(-1),
-	)
+	)...)
 	if err != nil {
 		return nil, fmt.Errorf("kafka producer: %w", err)
 	}
-	return &producer{cl: cl}, nil
+	return &producer{cl: cl, traced: traced}, nil
 }
 
 func (p *producer) close() { p.cl.Close() }
@@ -78,7 +83,7 @@ func (p *producer) publish(ctx context.Context, source string, rows []outboxdb.P
 	var wg sync.WaitGroup
 	wg.Add(len(rows))
 	for i := range rows {
-		p.cl.Produce(ctx, record(source, &rows[i]), func(_ *kgo.Record, err error) {
+		p.cl.Produce(ctx, record(source, &rows[i], p.traced), func(_ *kgo.Record, err error) {
 			errs[i] = err
 			wg.Done()
 		})
@@ -107,7 +112,7 @@ func (p *producer) publish(ctx context.Context, source string, rows []outboxdb.P
 
 // record builds the Kafka record of an outbox row: the event JSON as value,
 // the orderId as key, CloudEvents binary-mode headers plus tracing.
-func record(source string, r *outboxdb.PendingBatchRow) *kgo.Record {
+func record(source string, r *outboxdb.PendingBatchRow, traced bool) *kgo.Record {
 	headers := make([]kgo.RecordHeader, 0, 8)
 	headers = append(headers,
 		kgo.RecordHeader{Key: "ce_specversion", Value: []byte("1.0")},
@@ -118,13 +123,19 @@ func record(source string, r *outboxdb.PendingBatchRow) *kgo.Record {
 		kgo.RecordHeader{Key: "content-type", Value: []byte("application/json")},
 		kgo.RecordHeader{Key: "x-correlation-id", Value: []byte(r.CorrelationID)},
 	)
-	if r.Traceparent != "" {
-		headers = append(headers, kgo.RecordHeader{Key: "traceparent", Value: []byte(r.Traceparent)})
-	}
-	return &kgo.Record{
+	rec := &kgo.Record{
 		Topic:   r.Topic,
 		Key:     []byte(r.Key),
 		Value:   r.Payload,
 		Headers: headers,
 	}
+	if r.Traceparent != "" {
+		// Passed on as written; with tracing on, kotel's hook replaces it
+		// with its publish span, a child of the span that wrote the row.
+		rec.Headers = append(rec.Headers, kgo.RecordHeader{Key: "traceparent", Value: []byte(r.Traceparent)})
+		if traced {
+			rec.Context = telemetry.Propagator.Extract(context.Background(), kotel.NewRecordCarrier(rec))
+		}
+	}
+	return rec
 }

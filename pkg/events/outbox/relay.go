@@ -169,7 +169,7 @@ func (o *Outbox) lead(ctx context.Context, localWake <-chan struct{}) error {
 func (o *Outbox) term(ctx context.Context, l *lease, localWake <-chan struct{}) error {
 	var p publisher = external{o.cfg.Publisher}
 	if o.cfg.Publisher == nil {
-		kp, err := newProducer(o.cfg.Brokers)
+		kp, err := newProducer(o.cfg.Brokers, o.kafka, o.cfg.Tracing != nil)
 		if err != nil {
 			return err
 		}

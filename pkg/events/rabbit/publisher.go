@@ -7,6 +7,7 @@ import (
 	"sync"
 
 	amqp "github.com/rabbitmq/amqp091-go"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/orderflow/orderflow/pkg/events/correlation"
 	"github.com/orderflow/orderflow/pkg/events/outbox"
@@ -30,6 +31,7 @@ type Publisher struct {
 	mu      sync.Mutex
 	ch      *amqp.Channel // in confirm mode; nil after a failure
 	returns *returnWatch  // ch's returned messages
+	tracer  trace.Tracer  // nil when tracing is off (SetTracing)
 }
 
 // NewPublisher returns a Publisher on conn.
@@ -46,9 +48,17 @@ func (p *Publisher) Publish(ctx context.Context, msgs []outbox.Message) (int, er
 		return 0, err
 	}
 	confirms := make([]*amqp.DeferredConfirmation, 0, len(msgs))
+	var spans []trace.Span
+	if p.tracer != nil {
+		spans = make([]trace.Span, 0, len(msgs))
+	}
 	var cause error
 	for _, m := range msgs {
-		dc, err := ch.PublishWithDeferredConfirmWithContext(ctx, m.Topic, p.conn.topo.RoutingKey, true, false, publishing(m))
+		pub := publishing(m)
+		if span := p.publishSpan(m, m.Topic, &pub); span != nil {
+			spans = append(spans, span)
+		}
+		dc, err := ch.PublishWithDeferredConfirmWithContext(ctx, m.Topic, p.conn.topo.RoutingKey, true, false, pub)
 		if err != nil {
 			cause = fmt.Errorf("rabbit: publish %s: %w", m.EventID, err)
 			break
@@ -60,6 +70,7 @@ func (p *Publisher) Publish(ctx context.Context, msgs []outbox.Message) (int, er
 		p.drop()
 		err = errors.Join(err, cause)
 	}
+	endSpans(spans, n, err)
 	return n, err
 }
 

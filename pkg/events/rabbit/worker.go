@@ -11,6 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	amqp "github.com/rabbitmq/amqp091-go"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/orderflow/orderflow/pkg/events/correlation"
 	"github.com/orderflow/orderflow/pkg/events/retry"
@@ -89,6 +90,9 @@ type WorkerConfig struct {
 	// orderflow_infrastructure_retries_total{component="email-worker"};
 	// nil registers none.
 	Registerer prometheus.Registerer
+	// Tracing, when set, gives each delivery a process span (trace.go);
+	// nil: off.
+	Tracing trace.TracerProvider
 }
 
 // Worker consumes the topology's queue.
@@ -96,6 +100,7 @@ type Worker struct {
 	cfg    WorkerConfig
 	log    *slog.Logger
 	outage *retry.Outage // infrastructure failures being waited out
+	tracer trace.Tracer  // nil when tracing is off
 
 	// crashAfterHandle is a test hook: when it returns true after a
 	// successful Handler, the worker drops its connection without acking,
@@ -114,11 +119,15 @@ func NewWorker(cfg WorkerConfig, log *slog.Logger) (*Worker, error) {
 	if cfg.MaxAttempts <= 0 {
 		cfg.MaxAttempts = 5
 	}
-	return &Worker{
+	w := &Worker{
 		cfg:    cfg,
 		log:    log.With("component", "worker", "queue", cfg.Conn.topo.Queue),
 		outage: retry.NewOutage("email-worker", cfg.Registerer),
-	}, nil
+	}
+	if cfg.Tracing != nil {
+		w.tracer = cfg.Tracing.Tracer(tracerName)
+	}
+	return w, nil
 }
 
 // Ready reports an infrastructure failure the worker's messages are
@@ -234,8 +243,10 @@ func (w *Worker) handle(ctx context.Context, copies *copier, d *Delivery, crash 
 	if id := d.CorrelationID(); id != "" {
 		hctx = correlation.WithID(ctx, id)
 	}
+	hctx, span := w.processSpan(hctx, d)
 	log := w.log.With("message_id", d.MessageId, "attempt", d.Attempt)
 	err := w.run(hctx, d)
+	defer func() { endProcess(span, err) }()
 	// An infrastructure failure (the database or the SMTP server
 	// unreachable: package retry) is not the message's: it is tried again
 	// in place, holding its prefetch slot, for as long as that lasts, and
