@@ -22,6 +22,7 @@ type facts struct {
 	records     []kafkaRecord               // the order's records on the event topics
 	dead        []kafkaRecord               // and on the dlq.* topics
 	scans       []scan                      // the partitions read
+	kafkaRead   bool                        // they were: a record not found is not there
 	committed   map[string]map[string]int64 // service → topic → its group's committed offset on the key's partition
 	payment     *stateRow
 	shipment    *stateRow
@@ -140,7 +141,8 @@ func readOwn(ctx context.Context, pool *pgxpool.Pool, name string, f *facts) err
 	var err error
 	switch name {
 	case "payments":
-		f.payment, err = readState(ctx, pool, `SELECT status, reason, NULL::timestamptz FROM payments WHERE order_id = $1`, f.orderID)
+		f.payment, err = readState(ctx, pool, `SELECT status, concat_ws(', ', nullif(reason, ''), CASE WHEN attempts > 1 THEN 'attempt ' || attempts END),
+			NULL::timestamptz FROM payments WHERE order_id = $1`, f.orderID)
 	case "warehouse":
 		f.shipment, err = readState(ctx, pool, `SELECT status, coalesce(tracking_id, cancel_reason), NULL::timestamptz FROM shipments WHERE order_id = $1`, f.orderID)
 	case "loyalty":

@@ -80,15 +80,17 @@ type event struct {
 
 // builder turns facts into a trace.
 type builder struct {
-	f      *facts
-	now    time.Time
-	t      *trace
-	events map[string]*event // by eventId
-	order  []string          // eventIds in the order first seen
+	f        *facts
+	now      time.Time
+	t        *trace
+	events   map[string]*event          // by eventId
+	order    []string                   // eventIds in the order first seen
+	handled  map[string]map[string]bool // eventId → service → its inbox has it
+	reported map[string]bool            // dead letters named as missing, by where
 }
 
 func buildTrace(f *facts, now time.Time) *trace {
-	b := &builder{f: f, now: now, events: map[string]*event{}, t: &trace{
+	b := &builder{f: f, now: now, events: map[string]*event{}, handled: map[string]map[string]bool{}, reported: map[string]bool{}, t: &trace{
 		OrderID: f.orderID, Status: f.order.status, CancelReason: f.order.cancelReason,
 		PlacedAt: f.order.createdAt, CorrelationID: f.order.correlationID, Unavailable: f.unavailable,
 		Steps: []step{}, Missing: []string{},
@@ -210,7 +212,7 @@ func (b *builder) recordSteps() {
 			}
 			b.add(s)
 		}
-		if e.written != nil && e.written.published && len(e.records) == 0 {
+		if e.written != nil && e.written.published && len(e.records) == 0 && b.f.kafkaRead {
 			b.missing("%s: the %s relay published it, but no record of it is on %s since %s (topic retention, or another broker?)",
 				e.name, e.written.service, b.scanned(e.topic), clock(b.f.order.createdAt.Add(-time.Minute)))
 		}
@@ -232,7 +234,7 @@ func (b *builder) scanned(topic string) string {
 // inboxSteps: each consumer's handling of each event, and the handlings
 // expected that have not happened.
 func (b *builder) inboxSteps() {
-	handled := map[string]map[string]bool{} // eventId → service
+	handled := b.handled
 	for _, in := range b.f.inbox {
 		e := b.events[in.eventID]
 		if e == nil || e.name == "" {
@@ -254,15 +256,40 @@ func (b *builder) inboxSteps() {
 	}
 	for _, id := range b.order {
 		e := b.events[id]
-		if len(e.records) == 0 {
+		unread := e.written != nil && e.written.published && !b.f.kafkaRead
+		if len(e.records) == 0 && !unread {
 			continue // not published, or its record is gone: said above
 		}
 		for _, svc := range consumers[e.name] {
-			if !handled[id][svc] {
-				b.missing("%s has not handled %s (%s): %s", svc, e.name, where(e.records[0]), b.groupAt(svc, e.records[0]))
+			if handled[id][svc] {
+				continue
 			}
+			if len(e.records) == 0 {
+				b.missing("%s has not handled %s (its record was not read: Kafka did not answer)", svc, e.name)
+				continue
+			}
+			if d, ok := b.deadLetter(svc, id); ok {
+				b.reported[where(d)] = true
+				b.missing("%s has not handled %s (%s): dead-lettered to %s; %s", svc, e.name, where(e.records[0]), where(d), replayHint(d))
+				continue
+			}
+			b.missing("%s has not handled %s (%s): %s", svc, e.name, where(e.records[0]), b.groupAt(svc, e.records[0]))
 		}
 	}
+}
+
+// deadLetter finds svc's dead letter of the event.
+func (b *builder) deadLetter(svc, eventID string) (kafkaRecord, bool) {
+	for _, d := range b.f.dead {
+		if d.topic == "dlq."+svc && d.eventID == eventID {
+			return d, true
+		}
+	}
+	return kafkaRecord{}, false
+}
+
+func replayHint(d kafkaRecord) string {
+	return fmt.Sprintf("a person must look (orderflowctl dlq show %s %d:%d), then orderflowctl dlq replay %s", d.topic, d.partition, d.offset, d.topic)
 }
 
 // groupAt says where svc's consumer group is relative to r.
@@ -342,11 +369,15 @@ func attempts(n int) string {
 func (b *builder) deadSteps() {
 	for _, d := range b.f.dead {
 		svc := strings.TrimPrefix(d.topic, "dlq.")
-		b.add(step{At: d.at, Service: svc, Event: d.event, EventID: d.eventID, Where: where(d), rank: rankDone,
-			What: fmt.Sprintf("%s dead-lettered %s from %s after %s attempts to %s: %s (time: the original record's)",
-				svc, d.event, d.dlqOrigin, d.dlqAttempt, where(d), oneLine(d.dlqError))})
-		b.missing("%s dead-lettered %s: a person must look (orderflowctl dlq show %s %d:%d), then orderflowctl dlq replay %s",
-			svc, d.event, d.topic, d.partition, d.offset, d.topic)
+		tries := "after " + d.dlqAttempt + " attempts"
+		if d.dlqAttempt == "0" || d.dlqAttempt == "1" {
+			tries = "at once" // poison, or an error that retrying cannot fix
+		}
+		b.add(step{At: d.at, Service: svc, Event: d.event, EventID: d.eventID, Where: where(d), rank: rankDone, Hop: "at the original's time",
+			What: fmt.Sprintf("%s dead-lettered %s from %s %s to %s: %s", svc, d.event, d.dlqOrigin, tries, where(d), short(d.dlqError, 80))})
+		if !b.handled[d.eventID][svc] && !b.reported[where(d)] { // handled: replayed since
+			b.missing("%s dead-lettered %s: %s", svc, d.event, replayHint(d))
+		}
 	}
 }
 
@@ -362,10 +393,13 @@ func (b *builder) timelineOnly() {
 	}
 }
 
-func oneLine(s string) string {
+func oneLine(s string) string { return short(s, 160) }
+
+// short is s on one line, cut after n bytes.
+func short(s string, n int) string {
 	s = strings.ReplaceAll(s, "\n", " ")
-	if len(s) > 120 {
-		s = s[:120] + "…"
+	if len(s) > n {
+		s = strings.ToValidUTF8(s[:n], "") + "…"
 	}
 	return s
 }

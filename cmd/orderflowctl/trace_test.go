@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/orderflow/orderflow/internal/amqptest"
 	"github.com/orderflow/orderflow/internal/devstack"
@@ -20,6 +21,7 @@ import (
 	"github.com/orderflow/orderflow/internal/pgtest"
 	"github.com/orderflow/orderflow/internal/servicetest"
 	"github.com/orderflow/orderflow/internal/testenv"
+	"github.com/orderflow/orderflow/pkg/events/contract"
 	"github.com/orderflow/orderflow/pkg/postgres"
 	"github.com/orderflow/orderflow/pkg/service"
 )
@@ -116,18 +118,48 @@ func TestTraceFollowsOrders(t *testing.T) {
 		t.Errorf("a declined order with a capture or a timer:\n%s", out)
 	}
 
+	// A record of the order that fails its schema: dead-lettered by both
+	// of OrderPlaced's consumers, each named as missing.
+	poison := fmt.Sprintf(`{"event":"OrderPlaced","version":1,"eventId":%q,"orderId":%q}`, uuid.NewString(), declined)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(broker.Addrs...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	rec, err := cl.ProduceSync(context.Background(), &kgo.Record{Topic: "orders", Key: []byte(declined), Value: []byte(poison)}).First()
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := fmt.Sprintf("orders[%d]@%d", rec.Partition, rec.Offset)
+	tr, out = waitTrace(t, declined, func(tr *trace) bool {
+		return strings.Count(strings.Join(tr.Missing, "\n"), "dead-lettered to") == 2
+	})
+	for _, want := range []string{
+		"payments dead-lettered OrderPlaced from " + at + " at once to dlq.payments[",
+		"email dead-lettered OrderPlaced from " + at,
+		"payments has not handled OrderPlaced (" + at + "): dead-lettered to dlq.payments[",
+		"a person must look (orderflowctl dlq show dlq.payments ",
+		"email has not handled OrderPlaced (" + at + "): dead-lettered to dlq.email[",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("no %q in:\n%s", want, out)
+		}
+	}
+
 	// --json carries the same steps.
 	var js bytes.Buffer
 	if err := run(context.Background(), []string{"trace", "--json", declined}, &js, time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	var decoded trace
-	if err := json.Unmarshal(js.Bytes(), &decoded); err != nil || len(decoded.Steps) != len(tr.Steps) || decoded.OrderID != declined {
-		t.Errorf("--json: %v, %d steps, want %d:\n%s", err, len(decoded.Steps), len(tr.Steps), js.String())
+	err = json.Unmarshal(js.Bytes(), &decoded)
+	if err != nil || decoded.OrderID != declined || len(decoded.Steps) < len(tr.Steps) || decoded.Steps[0].What != tr.Steps[0].What ||
+		len(decoded.Missing) != len(tr.Missing) {
+		t.Errorf("--json: %v; want the %d steps and %d missing of:\n%s\ngot:\n%s", err, len(tr.Steps), len(tr.Missing), out, js.String())
 	}
 
 	unknown := uuid.NewString()
-	err := run(context.Background(), []string{"trace", unknown}, &bytes.Buffer{}, time.Now())
+	err = run(context.Background(), []string{"trace", unknown}, &bytes.Buffer{}, time.Now())
 	if !errors.Is(err, errUnknownOrder) || !strings.Contains(err.Error(), unknown) || !strings.Contains(err.Error(), prefix+"orders") {
 		t.Errorf("trace of an unknown order: %v", err)
 	}
@@ -194,5 +226,148 @@ func wantInOrder(t *testing.T, tr *trace, out string, wants ...string) {
 	}
 	if i < len(wants) {
 		t.Errorf("step %q is not where expected (after %q) in:\n%s", wants[i], wants[max(i-1, 0)], out)
+	}
+}
+
+// story builds the facts of an order with the given events, each written,
+// published and handled by all its consumers, a millisecond apart.
+type story struct {
+	f   *facts
+	now time.Time
+}
+
+func newStory(totalCents int64) *story {
+	t0 := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	return &story{now: t0.Add(time.Hour), f: &facts{
+		orderID: "0193a000-0000-7000-8000-00000000000a",
+		order:   orderRow{status: "placed", totalCents: totalCents, createdAt: t0},
+	}}
+}
+
+// event adds name, emitted on its topic; handledBy nil means by all its
+// consumers.
+func (s *story) event(name string, handledBy ...string) {
+	n := len(s.f.records)
+	at := s.f.order.createdAt.Add(time.Duration(n) * time.Millisecond)
+	topic, _ := contract.TopicOf(name)
+	id := fmt.Sprintf("0193a000-0000-7000-8000-%012d", n+100)
+	s.f.outbox = append(s.f.outbox, outboxRow{service: topic, eventID: id, topic: topic, eventType: name, createdAt: at, published: true})
+	s.f.records = append(s.f.records, kafkaRecord{topic: topic, partition: 3, offset: int64(n), at: at, event: name, eventID: id})
+	if handledBy == nil {
+		handledBy = consumers[name]
+	}
+	for _, svc := range handledBy {
+		s.f.inbox = append(s.f.inbox, inboxRow{service: svc, eventID: id, topic: topic, partition: 3, offset: int64(n), at: at})
+	}
+}
+
+func (s *story) email(kind, status string) {
+	s.f.emails = append(s.f.emails, emailRow{kind: kind, status: status, to: "ada@example.com", createdAt: s.f.order.createdAt, updatedAt: s.f.order.createdAt})
+}
+
+// missing returns the trace's missing lines, joined.
+func (s *story) missing() string { return strings.Join(buildTrace(s.f, s.now).Missing, "\n") }
+
+// The expected story of each outcome: what a finished order of it lacks
+// nothing of, and what each gap is called.
+func TestTraceMissingSteps(t *testing.T) {
+	// Shipped and awarded, all emails sent: complete.
+	s := newStory(2500)
+	for _, e := range []string{"OrderPlaced", "PaymentCaptured", "PickScheduled", "OrderShipped", "PointsAwarded"} {
+		s.event(e)
+	}
+	s.email("confirmation", "sent")
+	s.email("shipped", "sent")
+	if m := s.missing(); m != "" {
+		t.Errorf("complete order, missing:\n%s", m)
+	}
+
+	// Cancelled after the capture and the pick: the refund, the pick's
+	// cancellation and the emails are missing; the points are not due.
+	s = newStory(2500)
+	for _, e := range []string{"OrderPlaced", "PaymentCaptured", "PickScheduled", "OrderCancelled"} {
+		s.event(e)
+	}
+	s.email("confirmation", "dead")
+	want := []string{
+		"PickCancelled: the order was cancelled",
+		"PaymentRefunded: the order was cancelled after its capture",
+		"confirmation email: parked in email.send.dead",
+	}
+	m := s.missing()
+	for _, w := range want {
+		if !strings.Contains(m, w) {
+			t.Errorf("cancelled order: no %q in:\n%s", w, m)
+		}
+	}
+	if strings.Contains(m, "PointsAwarded") {
+		t.Errorf("points expected of a cancelled order:\n%s", m)
+	}
+
+	// Out of stock: orders' OrderCancelled and the refund are missing.
+	s = newStory(2500)
+	for _, e := range []string{"OrderPlaced", "PaymentCaptured", "StockUnavailable"} {
+		s.event(e)
+	}
+	s.email("confirmation", "sent")
+	m = s.missing()
+	for _, w := range []string{"OrderCancelled: stock unavailable", "PaymentRefunded"} {
+		if !strings.Contains(m, w) {
+			t.Errorf("out of stock: no %q in:\n%s", w, m)
+		}
+	}
+
+	// Placed only: not published, so neither handled nor paid.
+	s = newStory(2500)
+	s.f.outbox = []outboxRow{{service: "orders", eventID: "0193a000-0000-7000-8000-000000000001", topic: "orders", eventType: "OrderPlaced", createdAt: s.f.order.createdAt}}
+	m = s.missing()
+	for _, w := range []string{"OrderPlaced: written to the orders outbox at 10:00:00.000, not published yet", "payment: no PaymentCaptured or PaymentFailed yet (payments' row: none)"} {
+		if !strings.Contains(m, w) {
+			t.Errorf("unpublished: no %q in:\n%s", w, m)
+		}
+	}
+
+	// Published, not handled by email (lagging) nor payments (dead-lettered).
+	s = newStory(2500)
+	s.event("OrderPlaced", []string{}...)
+	s.f.committed = map[string]map[string]int64{"email": {"orders": 0}, "payments": {"orders": 1}}
+	s.f.dead = []kafkaRecord{{topic: "dlq.payments", partition: 3, offset: 7, event: "OrderPlaced", eventID: s.f.records[0].eventID,
+		dlqOrigin: "orders[3]@0", dlqAttempt: "5", dlqError: "boom"}}
+	m = s.missing()
+	for _, w := range []string{
+		"payments has not handled OrderPlaced (orders[3]@0): dead-lettered to dlq.payments[3]@7; a person must look (orderflowctl dlq show dlq.payments 3:7), then orderflowctl dlq replay dlq.payments",
+		"email has not handled OrderPlaced (orders[3]@0): group orderflow-email is at offset 0, 1 records before it",
+	} {
+		if !strings.Contains(m, w) {
+			t.Errorf("unhandled: no %q in:\n%s", w, m)
+		}
+	}
+	if strings.Count(m, "dlq.payments") != 3 {
+		t.Errorf("the dead letter named more than once:\n%s", m)
+	}
+
+	// Replayed from the DLQ and handled since: nothing missing of it; a
+	// group past the record without a dead letter lost its inbox row.
+	s.f.inbox = append(s.f.inbox, inboxRow{service: "payments", eventID: s.f.records[0].eventID, topic: "orders", partition: 3, offset: 1})
+	s.f.committed["email"]["orders"] = 4
+	m = s.missing()
+	if strings.Contains(m, "dlq.payments") || !strings.Contains(m, "group orderflow-email is past it (offset 4): dead-lettered (see dlq.email), or its inbox row was pruned") {
+		t.Errorf("replayed:\n%s", m)
+	}
+}
+
+// Bad arguments fail before touching any database.
+func TestTraceRejectsBadArguments(t *testing.T) {
+	for args, want := range map[string]string{
+		"trace":                 "trace takes one order id",
+		"trace a b":             "trace takes one order id",
+		"trace --bogus x":       "flag provided but not defined",
+		"trace 12345":           `"12345" is not an order id`,
+		"trace --json not-uuid": `"not-uuid" is not an order id`,
+	} {
+		err := run(context.Background(), strings.Fields(args), &bytes.Buffer{}, time.Now())
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("run(%q) = %v; want an error containing %q", args, err, want)
+		}
 	}
 }
