@@ -69,6 +69,9 @@ func newUnit[C any, P interface {
 		}
 		shared := P(&cfg).Shared()
 		shared.Brokers = brokers
+		// One process, five services: each traces under its own name,
+		// whatever OTEL_SERVICE_NAME says.
+		shared.Telemetry.ServiceName = ""
 		if configure != nil {
 			configure(shared)
 		}

@@ -42,8 +42,10 @@ func stackDatabases(t *testing.T) map[string]string {
 }
 
 // startStackOn is startStack on the given databases, with pools of
-// maxConns (0: the services' defaults).
-func startStackOn(t *testing.T, env map[string]string, databases map[string]string, maxConns int32) stack {
+// maxConns (0: the services' defaults); adjust, when given, changes the
+// stack's options last.
+func startStackOn(t *testing.T, env map[string]string, databases map[string]string, maxConns int32,
+	adjust ...func(*Options)) stack {
 	t.Helper()
 	for k, v := range env {
 		t.Setenv(k, v)
@@ -54,7 +56,7 @@ func startStackOn(t *testing.T, env map[string]string, databases map[string]stri
 		addrs[u.name] = testenv.FreeAddr(t)
 	}
 	running := testenv.Start(t, func(ctx context.Context) error {
-		return Run(ctx, io.Discard, Options{
+		opts := Options{
 			KafkaAddr:   "127.0.0.1:0",
 			QueuePrefix: amqptest.Prefix(t),
 			DataDir:     t.TempDir(),
@@ -66,7 +68,11 @@ func startStackOn(t *testing.T, env map[string]string, databases map[string]stri
 				}
 				c.RetryBackoff = 5 * time.Millisecond
 			},
-		})
+		}
+		for _, a := range adjust {
+			a(&opts)
+		}
+		return Run(ctx, io.Discard, opts)
 	})
 	t.Cleanup(running.Stop)
 	s := stack{}

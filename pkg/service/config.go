@@ -32,6 +32,10 @@ type Config struct {
 	// BaseBackoff); zero takes the consumer's default. Tests shorten it.
 	RetryBackoff time.Duration
 
+	// QuietSteps turns off the relay's info line per event published, the
+	// order's step (LOG_ORDER_STEPS=off; outbox.Config.LogSteps).
+	QuietSteps bool
+
 	// Telemetry are the OTEL_* settings that turn tracing on (FromEnv
 	// reads them; package telemetry).
 	Telemetry telemetry.Settings
@@ -115,6 +119,7 @@ func FromEnv(e *config.Env, name, httpAddr string) Config {
 		}
 		c.Database = prefix + name
 	}
+	c.QuietSteps = e.OneOf("LOG_ORDER_STEPS", "on", "on", "off") == "off"
 	c.Telemetry = telemetry.SettingsFromEnv()
 	if _, err := c.Telemetry.Enabled(); err != nil {
 		if se, ok := errors.AsType[*telemetry.SettingError](err); ok {

@@ -165,6 +165,7 @@ func Run(ctx context.Context, cfg Config, spec Spec, log *slog.Logger) error {
 		Retention:  cfg.OutboxRetention,
 		Registerer: reg,
 		Tracing:    tp,
+		LogSteps:   !cfg.QuietSteps,
 	}, log)
 	parts, err := spec.Setup(Deps{Pool: pool, Outbox: ob, Registry: reg, Log: log, Tracing: tp})
 	if err != nil {

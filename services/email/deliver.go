@@ -99,7 +99,8 @@ func (dl *deliverer) handle(ctx context.Context, d *rabbit.Delivery) error {
 	for {
 		_, err := dl.ledger.do(entry{id: t.TaskID, sent: true, attempt: int32(d.Attempt)})
 		if err == nil {
-			dl.log.InfoContext(ctx, "email sent", "task_id", t.TaskID, "kind", t.Kind, "attempt", d.Attempt)
+			dl.log.InfoContext(ctx, "email sent", "order_id", t.OrderID, "event_id", t.TaskID, "task_id", t.TaskID,
+				"kind", t.Kind, "attempt", d.Attempt)
 			return nil
 		}
 		if errors.Is(err, errBatcherStopped) || ctx.Err() != nil {
@@ -201,5 +202,13 @@ func (dl *deliverer) failed(ctx context.Context, d *rabbit.Delivery, o rabbit.Ou
 	})
 	if err != nil {
 		dl.log.WarnContext(ctx, "could not record a failed attempt", "task_id", id, "err", err)
+	}
+	if o.Dead {
+		orderID := ""
+		if t, err := decodeTask(d.Body); err == nil {
+			orderID = t.OrderID.String()
+		}
+		dl.log.WarnContext(ctx, "email parked", "order_id", orderID, "event_id", id, "task_id", id,
+			"attempt", o.Attempt, "err", o.Err)
 	}
 }

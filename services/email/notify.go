@@ -94,7 +94,7 @@ func (n *notifier) handle(ctx context.Context, tx pgx.Tx, msgs []consumer.Messag
 	}
 	for _, t := range b.tasks {
 		if inserted[t.TaskID] {
-			n.log.InfoContext(t.ctx, "email queued", "kind", t.Kind, "task_id", t.TaskID, "order_id", t.OrderID)
+			n.log.InfoContext(t.ctx, "email queued", "order_id", t.OrderID, "event_id", t.TaskID, "task_id", t.TaskID, "kind", t.Kind)
 		}
 	}
 	return nil

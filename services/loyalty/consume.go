@@ -393,7 +393,7 @@ func (h *handler) fireAwards(ctx context.Context, tx pgx.Tx, timers []timer.Time
 	}
 	for i, t := range timers {
 		if a, ok := given[ids[i]]; ok {
-			h.log.InfoContext(ctxs[i], "points awarded", "order_id", t.Key, "customer_id", a.CustomerID, "points", a.Points)
+			h.log.DebugContext(ctxs[i], "points awarded", "order_id", t.Key, "customer_id", a.CustomerID, "points", a.Points)
 		}
 	}
 	return nil

@@ -463,7 +463,8 @@ func (h *handler) ship(ctx context.Context, tx pgx.Tx, timers []timer.Timer) err
 	if err := h.outbox.WriteBatch(ctx, tx, &out); err != nil {
 		return fmt.Errorf("write %d OrderShipped: %w", out.Len(), err)
 	}
-	h.log.InfoContext(ctx, "picks shipped", "picks", out.Len())
+	// Each order's "order shipped" is the relay's line (outbox.Config.LogSteps).
+	h.log.DebugContext(ctx, "picks shipped", "picks", out.Len())
 	return nil
 }
 

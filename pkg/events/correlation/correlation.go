@@ -99,6 +99,26 @@ func Traceparent(ctx context.Context) string {
 	return tp
 }
 
+// ParseTraceparent is the span context of a valid traceparent, else an
+// invalid one.
+func ParseTraceparent(tp string) trace.SpanContext {
+	if !ValidTraceparent(tp) {
+		return trace.SpanContext{}
+	}
+	var tid trace.TraceID
+	var sid trace.SpanID
+	var flags [1]byte
+	_, err1 := hex.Decode(tid[:], []byte(tp[3:35]))
+	_, err2 := hex.Decode(sid[:], []byte(tp[36:52]))
+	_, err3 := hex.Decode(flags[:], []byte(tp[53:55]))
+	if err1 != nil || err2 != nil || err3 != nil {
+		return trace.SpanContext{}
+	}
+	return trace.NewSpanContext(trace.SpanContextConfig{
+		TraceID: tid, SpanID: sid, TraceFlags: trace.TraceFlags(flags[0]), Remote: true,
+	})
+}
+
 // FormatTraceparent is sc as a version 00 W3C traceparent.
 func FormatTraceparent(sc trace.SpanContext) string {
 	tid, sid := sc.TraceID(), sc.SpanID()

@@ -93,6 +93,10 @@ type Config struct {
 	// (kafka.Instrument); nil registers none.
 	Registerer prometheus.Registerer
 
+	// LogSteps logs one info line per event published to Kafka, the step
+	// of its order (steps.go).
+	LogSteps bool
+
 	// Tracing, when set, gives each published record a "<topic> publish"
 	// span, child of the span that wrote its row (the row's traceparent);
 	// nil: off, and the row's traceparent is passed on as written.

@@ -421,6 +421,7 @@ func (o *Outbox) publishBatch(ctx context.Context, p publisher) (int, error) {
 			o.log.Info("outbox cursor not advanced: a replay or another leader moved it")
 		}
 		o.metrics.countPublished(rows[:acked])
+		o.logSteps(ctx, rows[:acked])
 	}
 	return len(rows), pubErr
 }
