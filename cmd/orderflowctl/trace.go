@@ -59,12 +59,19 @@ func traceCmd(ctx context.Context, args []string, out io.Writer, now time.Time) 
 	if err := fs.Parse(args); err != nil {
 		return fmt.Errorf("%w\n%s", err, usage)
 	}
-	if fs.NArg() != 1 {
+	arg, extra := fs.Arg(0), fs.NArg() > 1
+	if extra { // flags after the id, as people type them
+		if err := fs.Parse(fs.Args()[1:]); err != nil {
+			return fmt.Errorf("%w\n%s", err, usage)
+		}
+		extra = fs.NArg() > 0
+	}
+	if arg == "" || extra {
 		return fmt.Errorf("trace takes one order id\n%s", usage)
 	}
-	id, err := uuid.Parse(fs.Arg(0))
+	id, err := uuid.Parse(arg)
 	if err != nil {
-		return fmt.Errorf("%q is not an order id: order ids are UUIDs, as in the Location of POST /orders", fs.Arg(0))
+		return fmt.Errorf("%q is not an order id: order ids are UUIDs, as in the Location of POST /orders", arg)
 	}
 	cfg, err := traceConfigFromEnv()
 	if err != nil {

@@ -131,7 +131,7 @@ func (b *builder) collectEvents() {
 	}
 	for _, r := range b.f.records {
 		e := b.event(r.eventID)
-		e.name, e.topic = cmp.Or(e.name, r.event), r.topic
+		e.name, e.topic = cmp.Or(e.name, r.event, "(not an event)"), r.topic
 		e.records = append(e.records, r)
 	}
 	for _, t := range b.f.timeline {

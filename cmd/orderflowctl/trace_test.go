@@ -148,7 +148,7 @@ func TestTraceFollowsOrders(t *testing.T) {
 
 	// --json carries the same steps.
 	var js bytes.Buffer
-	if err := run(context.Background(), []string{"trace", "--json", declined}, &js, time.Now()); err != nil {
+	if err := run(context.Background(), []string{"trace", declined, "--json"}, &js, time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	var decoded trace
@@ -364,6 +364,9 @@ func TestTraceRejectsBadArguments(t *testing.T) {
 		"trace --bogus x":       "flag provided but not defined",
 		"trace 12345":           `"12345" is not an order id`,
 		"trace --json not-uuid": `"not-uuid" is not an order id`,
+		"trace not-uuid --json": `"not-uuid" is not an order id`,
+		"trace x --json y":      "trace takes one order id",
+		"trace x x":             "trace takes one order id",
 	} {
 		err := run(context.Background(), strings.Fields(args), &bytes.Buffer{}, time.Now())
 		if err == nil || !strings.Contains(err.Error(), want) {
