@@ -1,11 +1,16 @@
 // Package deploy holds the container setup behind `make up`, `make down` and
 // `make deps`: compose.yaml, the Dockerfile every service is built with,
-// prometheus.yml and Grafana's provisioning. It has no Go code of its own.
+// prometheus.yml with its alert rules, Grafana's provisioning and dashboards.
+// It has no Go code of its own.
 //
 // The test checks those files against each other, the Makefile, DESIGN.md's
 // ports and the Go code, because the machines that run `make test` have no
-// Docker engine and cannot start the stack. It only reads files: it does not
-// build or import the services.
+// Docker engine and cannot start the stack. This file only reads files: it
+// does not build or import the services. observability_test.go checks the
+// Grafana dashboards and the Prometheus alert rules (alerts.yml, tested by
+// alerts_test.yml with promtool); its TestQueriesUseExportedMetrics does
+// start the services, in-process (livestack_test.go), to check every metric
+// they use against a live /metrics.
 package deploy
 
 import (
@@ -536,15 +541,39 @@ func TestAppServiceEnv(t *testing.T) {
 			if len(read) == 0 {
 				t.Fatalf("found no environment variables read in %s: has the way config is read changed? update envReadPattern", strings.Join(dirs, ", "))
 			}
+			// The OpenTelemetry SDK reads the standard OTEL_* variables
+			// itself, so they count as read when the code uses it.
+			usesOTel := usesOTelSDK(t, dirs...)
+			if usesOTel {
+				for _, v := range otelEnv {
+					read[v] = true
+				}
+			}
 			for _, v := range sortedKeys(s.Environment) {
 				if !read[v] {
-					t.Errorf("%s: service %q sets %s, which its code never reads (looked for os.Getenv, os.LookupEnv and pkg/config calls such as e.String(%q, ...) in %s)", composeFile, name, v, v, strings.Join(dirs, ", "))
+					hint := ""
+					if strings.HasPrefix(v, "OTEL_") && !usesOTel {
+						hint = "; the OTEL_* variables count as read once the code imports the OpenTelemetry SDK or an OTLP exporter"
+					}
+					t.Errorf("%s: service %q sets %s, which its code never reads (looked for os.Getenv, os.LookupEnv and pkg/config calls such as e.String(%q, ...) in %s)%s", composeFile, name, v, v, strings.Join(dirs, ", "), hint)
 				}
 			}
 			for _, v := range requiredEnv(name) {
 				if s.Environment[v] == "" {
 					t.Errorf("%s: service %q does not set %s; its default (DESIGN.md \"Environment\") points at localhost or a dev-stack stand-in, which is wrong in a container", composeFile, name, v)
 				}
+			}
+			// Tracing: spans go to the compose trace viewer's OTLP/HTTP
+			// port, named after the service.
+			if v := s.Environment["OTEL_EXPORTER_OTLP_ENDPOINT"]; v == "" {
+				t.Errorf("%s: service %q does not set OTEL_EXPORTER_OTLP_ENDPOINT; want http://jaeger:4318, the trace viewer's OTLP/HTTP port", composeFile, name)
+			} else if err := checkURL(c, v, "http", "80"); err != nil {
+				t.Errorf("%s: service %q: OTEL_EXPORTER_OTLP_ENDPOINT=%s: %v", composeFile, name, v, err)
+			} else if u, _ := url.Parse(v); u.Port() != "4318" {
+				t.Errorf("%s: service %q: OTEL_EXPORTER_OTLP_ENDPOINT=%s; want port 4318 (OTLP over HTTP, which the services export with)", composeFile, name, v)
+			}
+			if v := s.Environment["OTEL_SERVICE_NAME"]; v != name {
+				t.Errorf("%s: service %q: OTEL_SERVICE_NAME=%q; want %q, so that its traces carry its name", composeFile, name, v, name)
 			}
 			if v := s.Environment["POSTGRES_URL"]; v != "" {
 				if err := checkURL(c, v, "postgres", "5432"); err != nil {
@@ -639,6 +668,51 @@ func envVarsRead(t *testing.T, dirs ...string) map[string]bool {
 		}
 	}
 	return read
+}
+
+// otelEnv are the OpenTelemetry SDK's environment variables for traces
+// and resources (the specification's "Environment Variable Specification").
+var otelEnv = []string{
+	"OTEL_SDK_DISABLED", "OTEL_SERVICE_NAME", "OTEL_RESOURCE_ATTRIBUTES", "OTEL_PROPAGATORS",
+	"OTEL_TRACES_EXPORTER", "OTEL_TRACES_SAMPLER", "OTEL_TRACES_SAMPLER_ARG",
+	"OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+	"OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+	"OTEL_EXPORTER_OTLP_HEADERS", "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
+	"OTEL_EXPORTER_OTLP_TIMEOUT", "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
+	"OTEL_EXPORTER_OTLP_COMPRESSION", "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION",
+	"OTEL_EXPORTER_OTLP_INSECURE", "OTEL_EXPORTER_OTLP_TRACES_INSECURE",
+	"OTEL_BSP_SCHEDULE_DELAY", "OTEL_BSP_EXPORT_TIMEOUT", "OTEL_BSP_MAX_QUEUE_SIZE", "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
+}
+
+// otelSDKImport matches an import of the OpenTelemetry SDK or an OTLP
+// exporter, the packages that read otelEnv.
+var otelSDKImport = regexp.MustCompile(`"go\.opentelemetry\.io/otel/(?:sdk|exporters/otlp)[^"]*"`)
+
+// usesOTelSDK reports whether a non-test Go file under dirs imports the
+// OpenTelemetry SDK or an OTLP exporter.
+func usesOTelSDK(t *testing.T, dirs ...string) bool {
+	t.Helper()
+	found := false
+	for _, dir := range dirs {
+		err := filepath.WalkDir(filepath.Join(repoRoot, dir), func(p string, d fs.DirEntry, err error) error {
+			if err != nil || found {
+				return err
+			}
+			if d.IsDir() || !strings.HasSuffix(p, ".go") || strings.HasSuffix(p, "_test.go") {
+				return nil
+			}
+			b, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			found = otelSDKImport.Match(b)
+			return nil
+		})
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			t.Fatal(err)
+		}
+	}
+	return found
 }
 
 type listener struct{ name, host, port string }
@@ -902,29 +976,51 @@ func TestPrometheusTargets(t *testing.T) {
 
 func TestGrafana(t *testing.T) {
 	c := loadCompose(t)
-	var cfg struct {
-		Datasources []struct {
-			Name string `yaml:"name"`
-			Type string `yaml:"type"`
-			URL  string `yaml:"url"`
-		} `yaml:"datasources"`
+	type datasource struct {
+		Name string `yaml:"name"`
+		Type string `yaml:"type"`
+		UID  string `yaml:"uid"`
+		URL  string `yaml:"url"`
 	}
-	readYAML(t, datasourceFile, &cfg)
-	found := false
-	for _, ds := range cfg.Datasources {
-		u, err := url.Parse(ds.URL)
-		if err == nil {
-			err = checkAddr(c, u.Hostname(), u.Port())
+	files, err := filepath.Glob(filepath.Join(filepath.Dir(datasourceFile), "*.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(files, datasourceFile) {
+		t.Fatalf("no %s", datasourceFile)
+	}
+	found := map[string]bool{} // datasource type -> points at the image's service
+	images := map[string]string{"prometheus": "prometheus:", "jaeger": "all-in-one:"}
+	uids := map[string]string{}
+	for _, file := range files {
+		var cfg struct {
+			Datasources []datasource `yaml:"datasources"`
 		}
-		if err != nil {
-			t.Errorf("%s: datasource %q: url %q: %v", datasourceFile, ds.Name, ds.URL, err)
-		}
-		if ds.Type == "prometheus" && err == nil && c.Services[u.Hostname()].Image != "" && strings.HasPrefix(path.Base(c.Services[u.Hostname()].Image), "prometheus:") {
-			found = true
+		readYAML(t, file, &cfg)
+		for _, ds := range cfg.Datasources {
+			if ds.UID == "" {
+				t.Errorf("%s: datasource %q has no uid; dashboards refer to datasources by uid", file, ds.Name)
+			} else if prev, ok := uids[ds.UID]; ok {
+				t.Errorf("%s: datasource %q has uid %q, as %s's does", file, ds.Name, ds.UID, prev)
+			}
+			uids[ds.UID] = file
+			u, err := url.Parse(ds.URL)
+			if err == nil {
+				err = checkAddr(c, u.Hostname(), u.Port())
+			}
+			if err != nil {
+				t.Errorf("%s: datasource %q: url %q: %v", file, ds.Name, ds.URL, err)
+				continue
+			}
+			if prefix, ok := images[ds.Type]; ok && strings.HasPrefix(path.Base(c.Services[u.Hostname()].Image), prefix) {
+				found[ds.Type] = true
+			}
 		}
 	}
-	if !found {
-		t.Errorf("%s: no datasource of type prometheus points at the prometheus service", datasourceFile)
+	for _, typ := range sortedKeys(images) {
+		if !found[typ] {
+			t.Errorf("%s: no datasource of type %s points at the service running %s", filepath.Dir(datasourceFile), typ, strings.TrimSuffix(images[typ], ":"))
+		}
 	}
 	mountsAt(t, c, "grafana", "./grafana/provisioning", "/etc/grafana/provisioning")
 	g := c.Services["grafana"]
@@ -954,6 +1050,34 @@ func mountsAt(t *testing.T, c *composeSpec, service, src, dst string) {
 		}
 	}
 	t.Errorf("%s: service %q does not mount %s at %s", composeFile, service, src, dst)
+}
+
+// TestTraceViewer checks the compose trace viewer: Jaeger all-in-one with
+// its OTLP receivers (gRPC 4317, HTTP 4318) and its UI (16686) published,
+// which every service's OTEL_EXPORTER_OTLP_ENDPOINT points at (checked by
+// TestAppServiceEnv).
+func TestTraceViewer(t *testing.T) {
+	c := loadCompose(t)
+	j, ok := c.Services["jaeger"]
+	if !ok {
+		t.Fatalf("%s: no service \"jaeger\" (the trace viewer the services send OTLP to)", composeFile)
+	}
+	if !strings.HasPrefix(j.Image, "jaegertracing/all-in-one:") {
+		t.Errorf("%s: jaeger: image %q; want jaegertracing/all-in-one:<version>", composeFile, j.Image)
+	}
+	if v := j.Environment["COLLECTOR_OTLP_ENABLED"]; v != "true" {
+		t.Errorf("%s: jaeger: COLLECTOR_OTLP_ENABLED=%q; want \"true\"", composeFile, v)
+	}
+	for _, p := range []string{"4317", "4318", "16686"} {
+		if pub, ok := j.published(p); !ok || pub.Published != p {
+			t.Errorf("%s: jaeger: container port %s is not published on host port %s (OTLP gRPC 4317, OTLP HTTP 4318, UI 16686)", composeFile, p, p)
+		}
+	}
+	for _, name := range c.appServices() {
+		if _, ok := c.Services[name].DependsOn["jaeger"]; !ok {
+			t.Errorf("%s: service %q does not depend on jaeger, so its first spans may find nobody listening", composeFile, name)
+		}
+	}
 }
 
 // --- Dockerfile -----------------------------------------------------------------
