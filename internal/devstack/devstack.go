@@ -88,7 +88,9 @@ var units = []unit{
 	newUnit("loyalty", loyalty.ConfigFromEnv, loyalty.Run),
 	newUnit("email", email.ConfigFromEnv, email.Run, func(c *email.Config, o Options) {
 		c.MailDir = filepath.Join(o.DataDir, "mail") // mail/orderflow.mbox, when SMTP_ADDR is unset
-		c.QueuePrefix = o.QueuePrefix
+		if o.QueuePrefix != "" { // else EMAIL_QUEUE_PREFIX's, as the service reads it
+			c.QueuePrefix = o.QueuePrefix
+		}
 	}),
 }
 
