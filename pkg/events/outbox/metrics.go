@@ -22,8 +22,8 @@ func newMetrics(o *Outbox, reg prometheus.Registerer) *metrics {
 	m := &metrics{
 		published: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "orderflow_relay_published_total",
-			Help: "Outbox events the relay published and the broker acked, by topic.",
-		}, []string{"topic"}),
+			Help: "Outbox events the relay published and the broker acked, by topic and event: the rate of OrderPlaced, PaymentCaptured, OrderShipped... is orders by outcome.",
+		}, []string{"topic", "event"}),
 		pending: prometheus.NewDesc("orderflow_outbox_pending",
 			"Unpublished rows in this service's outbox.", nil, nil),
 		oldestAge: prometheus.NewDesc("orderflow_outbox_oldest_age_seconds",
@@ -66,12 +66,12 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 
 // countPublished counts rows the broker acked.
 func (m *metrics) countPublished(rows []outboxdb.PendingBatchRow) {
-	var topic string
+	var topic, event string
 	var c prometheus.Counter
 	for i := range rows {
-		if rows[i].Topic != topic {
-			topic = rows[i].Topic
-			c = m.published.WithLabelValues(topic)
+		if rows[i].Topic != topic || rows[i].EventType != event {
+			topic, event = rows[i].Topic, rows[i].EventType
+			c = m.published.WithLabelValues(topic, event)
 		}
 		c.Inc()
 	}

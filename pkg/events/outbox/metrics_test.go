@@ -55,25 +55,32 @@ func TestMetricsAndRetentionLoop(t *testing.T) {
 	waitFor(t, "retention to delete published rows", func() bool { return count(t, b.pool, "true") == 0 })
 }
 
-// publishedTotal reads orderflow_relay_published_total{topic}, 0 before
-// the first count.
+// publishedTotal sums orderflow_relay_published_total{topic} over its
+// events, 0 before the first count.
 func publishedTotal(t *testing.T, reg *prometheus.Registry, topic string) float64 {
 	t.Helper()
 	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
+	var sum float64
 	for _, mf := range mfs {
 		if mf.GetName() != "orderflow_relay_published_total" {
 			continue
 		}
 		for _, m := range mf.GetMetric() {
+			var inTopic, hasEvent bool
 			for _, l := range m.GetLabel() {
-				if l.GetName() == "topic" && l.GetValue() == topic {
-					return m.GetCounter().GetValue()
-				}
+				inTopic = inTopic || l.GetName() == "topic" && l.GetValue() == topic
+				hasEvent = hasEvent || l.GetName() == "event" && l.GetValue() != ""
+			}
+			if inTopic && !hasEvent {
+				t.Fatal("orderflow_relay_published_total has no event label")
+			}
+			if inTopic {
+				sum += m.GetCounter().GetValue()
 			}
 		}
 	}
-	return 0
+	return sum
 }
