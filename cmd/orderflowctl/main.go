@@ -31,6 +31,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -127,7 +128,7 @@ func lag(ctx context.Context, out io.Writer) error {
 		topology:  rabbit.EmailTopology(cfg.RetryDelays),
 	}
 	for _, name := range services {
-		if s.databases[name], err = postgres.DatabaseURL(cfg.PostgresURL, "orderflow_"+name); err != nil {
+		if s.databases[name], err = postgres.DatabaseURL(cfg.PostgresURL, databaseName(name)); err != nil {
 			return err
 		}
 	}
@@ -272,4 +273,10 @@ func parseTime(s string, now time.Time) (time.Time, error) {
 		return time.Time{}, fmt.Errorf("%q is neither RFC 3339 nor a duration (30m, 2h, 7d)", s)
 	}
 	return now.Add(-d), nil
+}
+
+// databaseName is a service's database as the services name it: the
+// DATABASE_PREFIX (default "orderflow_") and the service.
+func databaseName(svc string) string {
+	return cmp.Or(os.Getenv("DATABASE_PREFIX"), "orderflow_") + svc
 }

@@ -51,7 +51,7 @@ func servicePool(ctx context.Context, svc string) (*pgxpool.Pool, error) {
 	if serverURL == "" {
 		serverURL = postgres.DefaultURL
 	}
-	dbURL, err := postgres.DatabaseURL(serverURL, "orderflow_"+svc)
+	dbURL, err := postgres.DatabaseURL(serverURL, databaseName(svc))
 	if err != nil {
 		return nil, err
 	}
