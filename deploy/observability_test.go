@@ -323,16 +323,20 @@ func TestPromtool(t *testing.T) {
 // ${name:format}, [[name]].
 var grafanaVariable = regexp.MustCompile(`\$\{[A-Za-z0-9_]+(?::[A-Za-z]+)?\}|\$[A-Za-z0-9_]+|\[\[[A-Za-z0-9_]+\]\]`)
 
+// grafanaVariableValue stands for a Grafana variable's value once
+// grafanaExpand replaced it; the live check does not check such values.
+const grafanaVariableValue = "grafana_variable"
+
 // grafanaExpand replaces Grafana's variables with what Grafana would send:
-// an interval for the interval variables, a word for the others (which
-// this repository's dashboards use only inside label values).
+// an interval for the interval variables, grafanaVariableValue for the
+// others (which this repository's dashboards use only inside label values).
 func grafanaExpand(expr string) string {
 	return grafanaVariable.ReplaceAllStringFunc(expr, func(v string) string {
 		switch strings.Trim(v, "${}[]") {
 		case "__rate_interval", "__interval", "__range", "__range_s", "__interval_ms":
 			return "1m"
 		}
-		return "x"
+		return grafanaVariableValue
 	})
 }
 
@@ -625,8 +629,9 @@ func TestDashboardProvisioning(t *testing.T) {
 // labels its matchers name, with the values of its equality matchers.
 type selector struct {
 	metric string
-	labels []string          // every label a matcher names
-	equals map[string]string // label="value" matchers
+	labels []string            // every label a matcher names
+	equals map[string]string   // label="value" matchers
+	alts   map[string][]string // label=~"a|b|c" matchers whose regexp is only literal alternatives
 }
 
 var (
@@ -756,7 +761,7 @@ func promqlSelectors(expr string) ([]selector, error) {
 					if m.metric != "" {
 						return nil, fmt.Errorf("%s{__name__=...} at offset %d names two metrics", word, k)
 					}
-					sel.labels, sel.equals, i = m.labels, m.equals, e
+					sel.labels, sel.equals, sel.alts, i = m.labels, m.equals, m.alts, e
 				}
 				out = append(out, sel)
 			}
@@ -771,7 +776,7 @@ func promqlSelectors(expr string) ([]selector, error) {
 // promqlMatchers reads {label op "value", ...} starting at expr[i] == '{'.
 // A __name__="x" matcher sets metric.
 func promqlMatchers(expr string, i int) (selector, int, error) {
-	sel := selector{equals: map[string]string{}}
+	sel := selector{equals: map[string]string{}, alts: map[string][]string{}}
 	n := len(expr)
 	i++ // {
 	for {
@@ -820,13 +825,19 @@ func promqlMatchers(expr string, i int) (selector, int, error) {
 			return sel, j, fmt.Errorf("__name__%s at offset %d: this test reads only __name__=\"...\"", op, j)
 		default:
 			sel.labels = append(sel.labels, label)
-			if op == "=" {
+			switch {
+			case op == "=":
 				sel.equals[label] = value
+			case op == "=~" && literalAlternatives.MatchString(value):
+				sel.alts[label] = strings.Split(value, "|")
 			}
 		}
 		i = e
 	}
 }
+
+// literalAlternatives matches a regexp that is only words separated by |.
+var literalAlternatives = regexp.MustCompile(`^[A-Za-z0-9_]+(?:\|[A-Za-z0-9_]+)*$`)
 
 // promqlString reads the string literal at expr[i], returning its value.
 func promqlString(expr string, i int) (string, int, error) {
@@ -864,7 +875,7 @@ func TestPromQLSelectors(t *testing.T) {
 		{`sum by (group, topic) (orderflow_consumer_lag) > 1000`, []string{"orderflow_consumer_lag"}},
 		{`deriv(sum by (group, topic) (orderflow_consumer_lag)[10m:30s]) > 0`, []string{"orderflow_consumer_lag"}},
 		{`sum(rate(a_total{code=~"5..", route!="/readyz"}[5m])) by (service) / on(service) group_left(x) b`, []string{"a_total{code,route}", "b"}},
-		{`histogram_quantile(0.99, sum by (le) (rate(h_bucket{service=~"x"}[1m])))`, []string{"h_bucket{service}"}},
+		{`histogram_quantile(0.99, sum by (le) (rate(h_bucket{service=~"x"}[1m])))`, []string{"h_bucket{service=~x}"}},
 		{`count(ALERTS{alertstate="firing"}) or vector(0)`, []string{"ALERTS{alertstate=firing}"}},
 		{`{__name__="m", queue=~".*\\.dead"} offset 5m`, []string{"m{queue}"}},
 		{`max without (instance) (g @ end()) unless ignoring (job) h > bool 1e-3`, []string{"g", "h"}},
@@ -872,6 +883,7 @@ func TestPromQLSelectors(t *testing.T) {
 		{"sum by (a) (\n  # a comment naming no_metric\n  m{a=\"b\"}\n)", []string{"m{a=b}"}},
 		{`count_values("le", v) + label_replace(w, "dst", "$1", "src", "(.*)")`, []string{"v", "w"}},
 		{`rate(x[$__rate_interval])`, []string{"x"}},
+		{`y{event=~"A|B", job=~"a.*|b", q=~"one"}`, []string{"y{event=~A,B,job,q=~one}"}},
 		{`sum by (a) $b`, nil},
 	} {
 		sels, err := promqlSelectors(tc.expr)
@@ -891,6 +903,8 @@ func TestPromQLSelectors(t *testing.T) {
 			for _, l := range s.labels {
 				if v, ok := s.equals[l]; ok {
 					ls = append(ls, l+"="+v)
+				} else if alts, ok := s.alts[l]; ok {
+					ls = append(ls, l+"=~"+strings.Join(alts, ","))
 				} else {
 					ls = append(ls, l)
 				}
@@ -991,8 +1005,13 @@ func (s scrape) missing(sel selector) string {
 		if !ok {
 			return fmt.Sprintf("metric %s has no label %q on any service's /metrics (labels seen: %q)", sel.metric, l, sortedKeys(labels))
 		}
-		if v, ok := sel.equals[l]; ok && !values[v] {
+		if v, ok := sel.equals[l]; ok && !values[v] && !strings.Contains(v, grafanaVariableValue) {
 			return fmt.Sprintf("metric %s never has %s=%q on any service's /metrics (values seen: %q)", sel.metric, l, v, sortedKeys(values))
+		}
+		for _, v := range sel.alts[l] {
+			if !values[v] && !strings.Contains(v, grafanaVariableValue) {
+				return fmt.Sprintf("metric %s never has %s=%q (of %s=~%q) on any service's /metrics (values seen: %q)", sel.metric, l, v, l, strings.Join(sel.alts[l], "|"), sortedKeys(values))
+			}
 		}
 	}
 	return ""
@@ -1010,7 +1029,8 @@ func allQueries(t *testing.T) []query {
 // their first observation are there, then scrapes every service's /metrics
 // and checks each selector of every dashboard and rule expression against
 // them: the metric, every label its matchers name (those Prometheus adds
-// aside), and the value of each label="value" matcher.
+// aside), the value of each label="value" matcher, and each alternative of
+// a label=~"a|b|c" matcher made only of literal words.
 func TestQueriesUseExportedMetrics(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the whole stack")
