@@ -88,7 +88,8 @@ var units = []unit{
 	newUnit("loyalty", loyalty.ConfigFromEnv, loyalty.Run),
 	newUnit("email", email.ConfigFromEnv, email.Run, func(c *email.Config, o Options) {
 		c.MailDir = filepath.Join(o.DataDir, "mail") // mail/orderflow.mbox, when SMTP_ADDR is unset
-		if o.QueuePrefix != "" { // else EMAIL_QUEUE_PREFIX's, as the service reads it
+		// Without one, EMAIL_QUEUE_PREFIX's, as the service read it.
+		if o.QueuePrefix != "" {
 			c.QueuePrefix = o.QueuePrefix
 		}
 	}),
