@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -24,6 +25,7 @@ import (
 
 	"github.com/orderflow/orderflow/pkg/events/consumer"
 	"github.com/orderflow/orderflow/pkg/events/inbox"
+	"github.com/orderflow/orderflow/pkg/events/kafka"
 	"github.com/orderflow/orderflow/pkg/events/outbox"
 	"github.com/orderflow/orderflow/pkg/events/timer"
 	"github.com/orderflow/orderflow/pkg/httpserver"
@@ -38,6 +40,10 @@ type Spec struct {
 	Migrations fs.FS
 	// Topics are the topics the service consumes; none runs no consumer.
 	Topics []string
+	// Emits are the Kafka topics its outbox writes to. Run keeps these,
+	// Topics and, for a consumer, dlq.<name> present (kafka.Keeper):
+	// created when missing, and /readyz fails while one is.
+	Emits []string
 	// Events names the events of those topics the service's Handler
 	// handles; the consumer passes over the others without a transaction
 	// (consumer.Config.Events). Nil hands every event to the Handler.
@@ -79,6 +85,16 @@ type Parts struct {
 	Workers []func(ctx context.Context) error
 	// Checks are added to /readyz.
 	Checks []httpserver.Check
+}
+
+// kafkaTopics are the topics the service needs: those it consumes, its
+// dead-letter topic when it consumes any, and those it emits to.
+func (s Spec) kafkaTopics(name string) []string {
+	topics := slices.Concat(s.Topics, s.Emits)
+	if len(s.Topics) > 0 {
+		topics = append(topics, consumer.DLQTopic(name))
+	}
+	return topics
 }
 
 // Sub returns the subtree dir of an embedded migrations directory, for
@@ -197,9 +213,11 @@ func Run(ctx context.Context, cfg Config, spec Spec, log *slog.Logger) error {
 		// MaxPoll (1 s). Kicking per commit cost a timer pass per
 		// transaction (see README "Benchmarks").
 	}
+	keeper := kafka.NewKeeper(cfg.Brokers, spec.kafkaTopics(cfg.Name), 0, log.With("component", "topics"))
 	checks := []httpserver.Check{
 		{Name: "postgres", Func: pool.Ping},
 		{Name: "relay", Func: ob.Ready},
+		{Name: "topics", Func: keeper.Ready},
 	}
 	if tw != nil {
 		checks = append(checks, httpserver.Check{Name: "timers", Func: tw.Ready})
@@ -227,6 +245,7 @@ func Run(ctx context.Context, cfg Config, spec Spec, log *slog.Logger) error {
 	}
 
 	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return keeper.Run(gctx) })
 	g.Go(func() error {
 		if err := ob.Run(gctx); err != nil && gctx.Err() == nil {
 			return fmt.Errorf("outbox relay: %w", err)

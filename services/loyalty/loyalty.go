@@ -129,6 +129,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	return service.Run(ctx, cfg.Config, service.Spec{
 		Migrations: service.Sub(migrations, "migrations"),
 		Topics:     []string{contract.TopicPayments, contract.TopicOrders},
+		Emits:      []string{contract.TopicLoyalty},
 		Events:     handled,
 		Setup: func(d service.Deps) (service.Parts, error) {
 			h := &handler{outbox: d.Outbox, awardDelay: cfg.AwardDelay, log: d.Log, tracer: timer.Tracer(d.Tracing)}

@@ -111,6 +111,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	return service.Run(ctx, cfg.Config, service.Spec{
 		Migrations: service.Sub(migrations, "migrations"),
 		Topics:     []string{contract.TopicPayments, contract.TopicWarehouse, contract.TopicLoyalty},
+		Emits:      []string{contract.TopicOrders},
 		Setup: func(d service.Deps) (service.Parts, error) {
 			api := newAPI(d.Pool, d.Outbox, d.Log)
 			h := &handler{outbox: d.Outbox, log: d.Log}

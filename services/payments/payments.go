@@ -101,6 +101,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	return service.Run(ctx, cfg.Config, service.Spec{
 		Migrations: service.Sub(migrations, "migrations"),
 		Topics:     []string{contract.TopicOrders, contract.TopicWarehouse},
+		Emits:      []string{contract.TopicPayments},
 		Events:     handled,
 		Setup: func(d service.Deps) (service.Parts, error) {
 			h := &handler{outbox: d.Outbox, flaky: newFlakyGateway(), fraudLimitCents: cfg.FraudLimitCents}

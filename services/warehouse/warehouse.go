@@ -138,6 +138,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	return service.Run(ctx, cfg.Config, service.Spec{
 		Migrations: service.Sub(migrations, "migrations"),
 		Topics:     []string{contract.TopicPayments, contract.TopicOrders},
+		Emits:      []string{contract.TopicWarehouse},
 		Events:     handled,
 		Setup: func(d service.Deps) (service.Parts, error) {
 			h := &handler{outbox: d.Outbox, defaultStock: cfg.DefaultStock, shipDelay: cfg.ShipDelay, log: d.Log,

@@ -339,7 +339,9 @@ type Runner struct {
 	joint    *joiner                    // batch transactions across partitions
 	client   atomic.Pointer[kgo.Client] // while Run runs, for the lag metric
 	trace    *tracing                   // nil when tracing is off
-	kafka    []kgo.Opt                  // the client's instrumentation
+	// dlqFailing is the last dead-letter write's error while it fails.
+	dlqFailing atomic.Pointer[error]
+	kafka      []kgo.Opt // the client's instrumentation
 
 	// afterCommit is a test hook run after a record's transaction
 	// committed and before its offset is recorded for commit: when it
@@ -358,7 +360,7 @@ func New(cfg Config, log *slog.Logger) (*Runner, error) {
 		cfg:      cfg,
 		log:      log.With("component", "consumer", "group", "orderflow-"+cfg.Service),
 		group:    "orderflow-" + cfg.Service,
-		dlqTopic: "dlq." + cfg.Service,
+		dlqTopic: DLQTopic(cfg.Service),
 	}
 	if cfg.Events != nil {
 		r.events = make(map[string]bool, len(cfg.Events))
@@ -387,8 +389,15 @@ func (r *Runner) Ready(ctx context.Context) error {
 	if err := cl.Ping(ctx); err != nil {
 		return fmt.Errorf("kafka: %w", err)
 	}
+	if p := r.dlqFailing.Load(); p != nil {
+		// A partition waits behind a record it cannot set aside.
+		return *p
+	}
 	return r.outage.Err()
 }
+
+// DLQTopic is the dead-letter topic of a service's consumer.
+func DLQTopic(service string) string { return "dlq." + service }
 
 // Group is the consumer group id.
 func (r *Runner) Group() string { return r.group }

@@ -262,6 +262,7 @@ func (r *Runner) deadLetter(ctx context.Context, cl *kgo.Client, pc *partition, 
 	for {
 		err := cl.ProduceSync(pc.stop, out).FirstErr()
 		if err == nil {
+			r.dlqFailing.Store(nil)
 			r.metrics.count(rec.Topic, resultDead)
 			r.log.WarnContext(ctx, "record dead-lettered", "topic", rec.Topic, "partition", rec.Partition,
 				"offset", rec.Offset, "dlq", r.dlqTopic, "attempts", attempts, "err", cause)
@@ -270,6 +271,8 @@ func (r *Runner) deadLetter(ctx context.Context, cl *kgo.Client, pc *partition, 
 		if pc.stop.Err() != nil {
 			return false
 		}
+		failing := fmt.Errorf("cannot dead-letter %s[%d]@%d to %s, the partition waits: %w", rec.Topic, rec.Partition, rec.Offset, r.dlqTopic, err)
+		r.dlqFailing.Store(&failing)
 		r.log.ErrorContext(ctx, "dead-letter write failed; will retry", "dlq", r.dlqTopic, "err", err)
 		if !clock.Sleep(pc.stop, wait) {
 			return false
