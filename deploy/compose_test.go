@@ -3,10 +3,11 @@
 // prometheus.yml with its alert rules, Grafana's provisioning and dashboards.
 // It has no Go code of its own.
 //
-// The test checks those files against each other, the Makefile, DESIGN.md's
-// ports and the Go code, because the machines that run `make test` have no
-// Docker engine and cannot start the stack. This file only reads files: it
-// does not build or import the services. observability_test.go checks the
+// The test checks those files against each other, the Makefile, the
+// registry's services and ports and the Go code, because the machines that run `make test` have no
+// Docker engine and cannot start the stack. This file only reads files and
+// the service registry (internal/registry): it does not build or import
+// the services. observability_test.go checks the
 // Grafana dashboards and the Prometheus alert rules (alerts.yml, tested by
 // alerts_test.yml with promtool); its TestQueriesUseExportedMetrics does
 // start the services, in-process (livestack_test.go), to check every metric
@@ -33,6 +34,9 @@ import (
 	"testing"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/orderflow/orderflow/internal/registry"
+	"github.com/orderflow/orderflow/pkg/events/kafka"
 )
 
 // Paths, relative to this directory (go test runs in it).
@@ -44,15 +48,16 @@ const (
 	datasourceFile = "grafana/provisioning/datasources/prometheus.yml"
 )
 
-// designPorts is DESIGN.md "Processes and ports": every service built from
-// the Dockerfile must be one of these and serve, and publish, its port.
-var designPorts = map[string]string{
-	"orders":    "8080",
-	"payments":  "8081",
-	"warehouse": "8082",
-	"loyalty":   "8083",
-	"email":     "8084",
-}
+// designPorts are the registry's services and ports: every service built
+// from the Dockerfile must be one of these and serve, and publish, its
+// port, and every one of these must be in compose.
+var designPorts = func() map[string]string {
+	m := map[string]string{}
+	for _, s := range registry.Services {
+		m[s.Name] = strconv.Itoa(s.Port)
+	}
+	return m
+}()
 
 // requiredEnv lists the DESIGN.md variables a service container must set
 // because their defaults are wrong inside a container: localhost, or an
@@ -802,7 +807,7 @@ func TestKafka(t *testing.T) {
 }
 
 // TestKafkaTopics checks that kafka-init creates exactly the topics the code
-// declares (pkg/events/kafka.Topics, with Partitions partitions) and that
+// declares (internal/registry.Topics, with Partitions partitions) and that
 // every service that produces waits for it.
 func TestKafkaTopics(t *testing.T) {
 	c := loadCompose(t)
@@ -815,7 +820,7 @@ func TestKafkaTopics(t *testing.T) {
 	sort.Strings(got)
 	sort.Strings(wantTopics)
 	if !slices.Equal(got, wantTopics) {
-		t.Errorf("%s: kafka-init: TOPICS=%q; pkg/events/kafka.Topics is %q", composeFile, got, wantTopics)
+		t.Errorf("%s: kafka-init: TOPICS=%q; internal/registry.Topics() is %q", composeFile, got, wantTopics)
 	}
 	if p := job.Environment["PARTITIONS"]; p != wantPartitions {
 		t.Errorf("%s: kafka-init: PARTITIONS=%q; pkg/events/kafka.Partitions is %s", composeFile, p, wantPartitions)
@@ -841,68 +846,11 @@ func TestKafkaTopics(t *testing.T) {
 	}
 }
 
-// kafkaTopicsFromCode reads `var Topics = []string{...}` and
-// `const Partitions = N` from pkg/events/kafka, resolving contract.TopicX
-// constants, without importing (and so compiling) those packages.
+// kafkaTopicsFromCode is the registry's topics (every emitted topic and
+// each consumer's dlq.<service>) and pkg/events/kafka's partition count.
 func kafkaTopicsFromCode(t *testing.T) (topics []string, partitions string) {
 	t.Helper()
-	consts := map[string]string{} // "contract.TopicOrders" or "Partitions" -> value
-	for pkg, dir := range map[string]string{"contract.": "pkg/events/contract", "": "pkg/events/kafka"} {
-		for _, f := range parseGoDir(t, filepath.Join(repoRoot, dir)) {
-			for _, decl := range f.Decls {
-				gd, ok := decl.(*ast.GenDecl)
-				if !ok || gd.Tok != token.CONST {
-					continue
-				}
-				for _, spec := range gd.Specs {
-					vs := spec.(*ast.ValueSpec)
-					for i, name := range vs.Names {
-						if i < len(vs.Values) {
-							if lit, ok := vs.Values[i].(*ast.BasicLit); ok {
-								consts[pkg+name.Name] = unquote(lit.Value)
-							}
-						}
-					}
-				}
-			}
-		}
-	}
-	for _, f := range parseGoDir(t, filepath.Join(repoRoot, "pkg/events/kafka")) {
-		ast.Inspect(f, func(n ast.Node) bool {
-			vs, ok := n.(*ast.ValueSpec)
-			if !ok || len(vs.Names) != 1 || vs.Names[0].Name != "Topics" || len(vs.Values) != 1 {
-				return true
-			}
-			lit, ok := vs.Values[0].(*ast.CompositeLit)
-			if !ok {
-				t.Fatalf("pkg/events/kafka: Topics is not a []string literal; update kafkaTopicsFromCode")
-			}
-			for _, elt := range lit.Elts {
-				switch e := elt.(type) {
-				case *ast.BasicLit:
-					topics = append(topics, unquote(e.Value))
-				case *ast.SelectorExpr:
-					key := fmt.Sprint(e.X) + "." + e.Sel.Name
-					v, ok := consts[key]
-					if !ok {
-						t.Fatalf("pkg/events/kafka: Topics names %s, which is no string constant in pkg/events/contract", key)
-					}
-					topics = append(topics, v)
-				default:
-					t.Fatalf("pkg/events/kafka: Topics has an element this test cannot read; update kafkaTopicsFromCode")
-				}
-			}
-			return false
-		})
-	}
-	if len(topics) == 0 {
-		t.Fatal("pkg/events/kafka: no `var Topics = []string{...}` found")
-	}
-	partitions, ok := consts["Partitions"]
-	if !ok {
-		t.Fatal("pkg/events/kafka: no `const Partitions = N` found")
-	}
-	return topics, partitions
+	return registry.Topics(), strconv.Itoa(kafka.Partitions)
 }
 
 func parseGoDir(t *testing.T, dir string) []*ast.File {

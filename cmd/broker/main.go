@@ -6,8 +6,15 @@
 package main
 
 import (
+	"github.com/orderflow/orderflow/internal/registry"
 	"github.com/orderflow/orderflow/pkg/events/kafka"
 	"github.com/orderflow/orderflow/pkg/service"
 )
 
-func main() { service.Main("broker", kafka.StandaloneConfigFromEnv, kafka.RunStandalone) }
+func main() {
+	service.Main("broker", func() (kafka.StandaloneConfig, error) {
+		c, err := kafka.StandaloneConfigFromEnv()
+		c.Topics = registry.Topics()
+		return c, err
+	}, kafka.RunStandalone)
+}

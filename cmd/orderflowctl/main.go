@@ -45,6 +45,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/orderflow/orderflow/internal/registry"
 	"github.com/orderflow/orderflow/pkg/config"
 	"github.com/orderflow/orderflow/pkg/events/outbox"
 	"github.com/orderflow/orderflow/pkg/events/rabbit"
@@ -85,7 +86,7 @@ environment: POSTGRES_URL (default ` + postgres.DefaultURL + `),
   FRAUD_LIMIT_CENTS (1000000)`
 
 // services whose databases have an outbox.
-var services = []string{"orders", "payments", "warehouse", "loyalty", "email"}
+var services = registry.Names()
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/orderflow/orderflow/internal/registry"
 	"github.com/orderflow/orderflow/pkg/events/contract"
 )
 
@@ -25,12 +26,15 @@ import (
 // "Processes and ports", each service's Spec.Topics): where a poison
 // record of the topic must be dead-lettered, and the groups whose lag on
 // it counts.
-var consumersOf = map[string][]string{
-	contract.TopicOrders:    {"payments", "warehouse", "loyalty", "email"},
-	contract.TopicPayments:  {"orders", "warehouse", "loyalty", "email"},
-	contract.TopicWarehouse: {"orders", "payments", "email"},
-	contract.TopicLoyalty:   {"orders"},
-}
+var consumersOf = func() map[string][]string {
+	m := map[string][]string{}
+	for _, s := range registry.Services {
+		for _, t := range s.Consumes {
+			m[t] = append(m[t], s.Name)
+		}
+	}
+	return m
+}()
 
 // eventTopics are the topics the checker reads every record of.
 var eventTopics = []string{contract.TopicOrders, contract.TopicPayments, contract.TopicWarehouse, contract.TopicLoyalty}

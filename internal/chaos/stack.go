@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/orderflow/orderflow/internal/registry"
 	"github.com/orderflow/orderflow/pkg/postgres"
 	"github.com/orderflow/orderflow/pkg/service"
 )
@@ -31,7 +32,7 @@ const (
 
 // services are the stack's services in DESIGN order; their HTTP ports
 // follow firstHTTPPort in this order.
-var services = []string{"orders", "payments", "warehouse", "loyalty", "email"}
+var services = registry.Names()
 
 // proc is one process of the stack: a service, a second instance of one,
 // or the broker. It can be killed (SIGKILL, as a crash) or stopped

@@ -17,6 +17,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/orderflow/orderflow/internal/registry"
 	"github.com/orderflow/orderflow/pkg/config"
 	"github.com/orderflow/orderflow/pkg/events/kafka"
 	"github.com/orderflow/orderflow/pkg/events/outbox"
@@ -161,7 +162,7 @@ func Run(ctx context.Context, out io.Writer, opts Options) error {
 	// Not a precondition: with the broker down, the services still start,
 	// and their relays and consumers catch up once the broker and its
 	// topics are there.
-	g.Go(func() error { kafka.EnsureTopicsRetrying(gctx, brokers, log, kafka.Topics...); return nil })
+	g.Go(func() error { kafka.EnsureTopicsRetrying(gctx, brokers, log, registry.Topics()...); return nil })
 	var listening [][2]string // service, address
 	conns := 0
 	for _, p := range stack {

@@ -30,8 +30,8 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/orderflow/orderflow/internal/registry"
 	"github.com/orderflow/orderflow/pkg/config"
-	"github.com/orderflow/orderflow/pkg/events/contract"
 	"github.com/orderflow/orderflow/pkg/events/rabbit"
 	"github.com/orderflow/orderflow/pkg/httpserver"
 	"github.com/orderflow/orderflow/pkg/service"
@@ -210,7 +210,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	return service.Run(ctx, cfg.Config, service.Spec{
 		Migrations: service.Sub(migrations, "migrations"),
-		Topics:     []string{contract.TopicOrders, contract.TopicPayments, contract.TopicWarehouse},
+		Topics:     registry.Get(serviceName).Consumes,
+		Emits:      registry.Get(serviceName).Emits,
 		Events:     handled,
 		Publisher:  pub,
 		Setup: func(d service.Deps) (service.Parts, error) {

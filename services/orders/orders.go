@@ -22,8 +22,8 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/orderflow/orderflow/internal/registry"
 	"github.com/orderflow/orderflow/pkg/config"
-	"github.com/orderflow/orderflow/pkg/events/contract"
 	"github.com/orderflow/orderflow/pkg/service"
 )
 
@@ -110,8 +110,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	return service.Run(ctx, cfg.Config, service.Spec{
 		Migrations: service.Sub(migrations, "migrations"),
-		Topics:     []string{contract.TopicPayments, contract.TopicWarehouse, contract.TopicLoyalty},
-		Emits:      []string{contract.TopicOrders},
+		Topics:     registry.Get(serviceName).Consumes,
+		Emits:      registry.Get(serviceName).Emits,
 		Setup: func(d service.Deps) (service.Parts, error) {
 			api := newAPI(d.Pool, d.Outbox, d.Log)
 			h := &handler{outbox: d.Outbox, log: d.Log}

@@ -24,8 +24,8 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/orderflow/orderflow/internal/registry"
 	"github.com/orderflow/orderflow/pkg/config"
-	"github.com/orderflow/orderflow/pkg/events/contract"
 	"github.com/orderflow/orderflow/pkg/service"
 )
 
@@ -100,8 +100,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	return service.Run(ctx, cfg.Config, service.Spec{
 		Migrations: service.Sub(migrations, "migrations"),
-		Topics:     []string{contract.TopicOrders, contract.TopicWarehouse},
-		Emits:      []string{contract.TopicPayments},
+		Topics:     registry.Get(serviceName).Consumes,
+		Emits:      registry.Get(serviceName).Emits,
 		Events:     handled,
 		Setup: func(d service.Deps) (service.Parts, error) {
 			h := &handler{outbox: d.Outbox, flaky: newFlakyGateway(), fraudLimitCents: cfg.FraudLimitCents}

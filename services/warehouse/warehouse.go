@@ -42,8 +42,8 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/orderflow/orderflow/internal/registry"
 	"github.com/orderflow/orderflow/pkg/config"
-	"github.com/orderflow/orderflow/pkg/events/contract"
 	"github.com/orderflow/orderflow/pkg/events/timer"
 	"github.com/orderflow/orderflow/pkg/service"
 )
@@ -137,8 +137,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	log.Info("warehouse settings", "default_stock", cfg.DefaultStock, "ship_delay", cfg.ShipDelay)
 	return service.Run(ctx, cfg.Config, service.Spec{
 		Migrations: service.Sub(migrations, "migrations"),
-		Topics:     []string{contract.TopicPayments, contract.TopicOrders},
-		Emits:      []string{contract.TopicWarehouse},
+		Topics:     registry.Get(serviceName).Consumes,
+		Emits:      registry.Get(serviceName).Emits,
 		Events:     handled,
 		Setup: func(d service.Deps) (service.Parts, error) {
 			h := &handler{outbox: d.Outbox, defaultStock: cfg.DefaultStock, shipDelay: cfg.ShipDelay, log: d.Log,

@@ -1,5 +1,6 @@
-// Package kafka holds the Kafka plumbing every service shares: the topic
-// list, creating topics through the admin API, and the embedded
+// Package kafka holds the Kafka plumbing every service shares: creating
+// and keeping topics through the admin API (the system's topic list is
+// internal/registry's), client instrumentation, and the embedded
 // Kafka-protocol broker that the dev stack and tests run when no real
 // cluster is configured.
 package kafka
@@ -15,19 +16,10 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
-
-	"github.com/orderflow/orderflow/pkg/events/contract"
 )
 
 // Partitions is the partition count of every Orderflow topic.
 const Partitions = 12
-
-// Topics lists every topic of the system: one per emitting service, and a
-// dead-letter topic per consuming service.
-var Topics = []string{
-	contract.TopicOrders, contract.TopicPayments, contract.TopicWarehouse, contract.TopicLoyalty,
-	"dlq.orders", "dlq.payments", "dlq.warehouse", "dlq.loyalty", "dlq.email",
-}
 
 // ParseBrokers splits a comma-separated KAFKA_BROKERS value.
 func ParseBrokers(s string) []string {

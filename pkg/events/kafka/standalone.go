@@ -29,6 +29,9 @@ type StandaloneConfig struct {
 	// ControlAddr, when set, serves the fault-injection endpoint there
 	// (see FaultHandler).
 	ControlAddr string
+	// Topics are created at start (cmd/broker: every topic of the
+	// registry).
+	Topics []string
 }
 
 // StandaloneConfigFromEnv reads BROKER_ADDR, BROKER_DATA_DIR and
@@ -53,10 +56,10 @@ func RunStandalone(ctx context.Context, cfg StandaloneConfig, log *slog.Logger) 
 	defer e.Close()
 	tctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	if err := EnsureTopics(tctx, e.Addrs(), Topics...); err != nil {
+	if err := EnsureTopics(tctx, e.Addrs(), cfg.Topics...); err != nil {
 		return err
 	}
-	log.Info("broker ready", "addr", e.Addrs(), "data_dir", cfg.DataDir, "topics", len(Topics))
+	log.Info("broker ready", "addr", e.Addrs(), "data_dir", cfg.DataDir, "topics", len(cfg.Topics))
 	if cfg.ControlAddr == "" {
 		<-ctx.Done()
 		return nil
