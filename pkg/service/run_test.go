@@ -18,41 +18,16 @@ import (
 	"github.com/orderflow/orderflow/internal/pgtest"
 	"github.com/orderflow/orderflow/internal/testenv"
 	"github.com/orderflow/orderflow/pkg/events/consumer"
+	"github.com/orderflow/orderflow/pkg/postgres"
 	"github.com/orderflow/orderflow/pkg/service"
 )
 
 // A service makes sure of its own topics: the ones it consumes, emits to
 // and dead-letters to are created if missing, and it is ready only then.
 func TestRunCreatesItsTopics(t *testing.T) {
-	b := kafkatest.Start(t)
-	p := make([]byte, 4)
-	_, _ = rand.Read(p)
-	name := "svc" + hex.EncodeToString(p)
+	name := "svc" + randHex()
 	consumes, emits := "in-"+name, "out-"+name
-	addr := testenv.FreeAddr(t)
-	cfg := service.Config{
-		Name: name, HTTPAddr: addr, PostgresURL: pgtest.ServerURL(), Brokers: b.Addrs,
-		Database: pgtest.DatabaseName(t, pgtest.NewDatabase(t)),
-	}
-	cfg.SetDefaults(name, addr)
-	spec := service.Spec{
-		Topics: []string{consumes},
-		Emits:  []string{emits},
-		Setup: func(service.Deps) (service.Parts, error) {
-			return service.Parts{Handler: func(context.Context, pgx.Tx, consumer.Message) error { return nil }}, nil
-		},
-	}
-	testenv.Start(t, func(ctx context.Context) error {
-		return service.Run(ctx, cfg, spec, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	})
-	testenv.WaitFor(t, 30*time.Second, "/readyz 200", func() bool {
-		resp, err := http.Get("http://" + addr + "/readyz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	})
+	b, _ := startService(t, name, service.Spec{Topics: []string{consumes}, Emits: []string{emits}})
 	cl, err := kgo.NewClient(kgo.SeedBrokers(b.Addrs...))
 	if err != nil {
 		t.Fatal(err)
@@ -68,4 +43,63 @@ func TestRunCreatesItsTopics(t *testing.T) {
 			t.Errorf("topic %s not created: %+v", topic, d)
 		}
 	}
+}
+
+// A service that emits nothing runs no relay: no lease, no relay pool.
+func TestNoRelayWithoutEmits(t *testing.T) {
+	name := "svc" + randHex()
+	for _, emits := range [][]string{{"out-" + name}, nil} {
+		_, dbURL := startService(t, name, service.Spec{Topics: []string{"in-" + name}, Emits: emits})
+		pool, err := postgres.Connect(context.Background(), dbURL, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer pool.Close()
+		var leases int
+		err = pool.QueryRow(context.Background(), `SELECT count(*) FROM pg_stat_activity
+			WHERE datname = current_database() AND application_name = $1`, service.ApplicationName(name)+"-relay-lease").Scan(&leases)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := min(len(emits), 1); leases != want {
+			t.Errorf("emits %v: %d relay lease connections, want %d", emits, leases, want)
+		}
+	}
+}
+
+// startService runs a service of spec (its handler does nothing) on the
+// test broker and a database of its own until t ends, once /readyz says
+// ready; it returns the broker and the database.
+func startService(t *testing.T, name string, spec service.Spec) (*kafkatest.Broker, string) {
+	t.Helper()
+	b := kafkatest.Start(t)
+	dbURL := pgtest.NewDatabase(t)
+	addr := testenv.FreeAddr(t)
+	cfg := service.Config{
+		Name: name, HTTPAddr: addr, PostgresURL: pgtest.ServerURL(), Brokers: b.Addrs,
+		Database: pgtest.DatabaseName(t, dbURL),
+	}
+	cfg.SetDefaults(name, addr)
+	spec.Setup = func(service.Deps) (service.Parts, error) {
+		return service.Parts{Handler: func(context.Context, pgx.Tx, consumer.Message) error { return nil }}, nil
+	}
+	r := testenv.Start(t, func(ctx context.Context) error {
+		return service.Run(ctx, cfg, spec, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	})
+	t.Cleanup(r.Stop)
+	testenv.WaitFor(t, 30*time.Second, "/readyz 200", func() bool {
+		resp, err := http.Get("http://" + addr + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+	return b, dbURL
+}
+
+func randHex() string {
+	p := make([]byte, 4)
+	_, _ = rand.Read(p)
+	return hex.EncodeToString(p)
 }

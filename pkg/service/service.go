@@ -42,7 +42,8 @@ type Spec struct {
 	Topics []string
 	// Emits are the Kafka topics its outbox writes to. Run keeps these,
 	// Topics and, for a consumer, dlq.<name> present (kafka.Keeper):
-	// created when missing, and /readyz fails while one is.
+	// created when missing, and /readyz fails while one is. With neither
+	// Emits nor a Publisher the service runs no relay.
 	Emits []string
 	// Events names the events of those topics the service's Handler
 	// handles; the consumer passes over the others without a transaction
@@ -214,10 +215,14 @@ func Run(ctx context.Context, cfg Config, spec Spec, log *slog.Logger) error {
 		// transaction (see README "Benchmarks").
 	}
 	keeper := kafka.NewKeeper(cfg.Brokers, spec.kafkaTopics(cfg.Name), 0, log.With("component", "topics"))
+	// A service that emits nothing runs no relay (and holds no lease).
+	relays := len(spec.Emits) > 0 || spec.Publisher != nil
 	checks := []httpserver.Check{
 		{Name: "postgres", Func: pool.Ping},
-		{Name: "relay", Func: ob.Ready},
 		{Name: "topics", Func: keeper.Ready},
+	}
+	if relays {
+		checks = append(checks, httpserver.Check{Name: "relay", Func: ob.Ready})
 	}
 	if tw != nil {
 		checks = append(checks, httpserver.Check{Name: "timers", Func: tw.Ready})
@@ -246,12 +251,14 @@ func Run(ctx context.Context, cfg Config, spec Spec, log *slog.Logger) error {
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return keeper.Run(gctx) })
-	g.Go(func() error {
-		if err := ob.Run(gctx); err != nil && gctx.Err() == nil {
-			return fmt.Errorf("outbox relay: %w", err)
-		}
-		return nil
-	})
+	if relays {
+		g.Go(func() error {
+			if err := ob.Run(gctx); err != nil && gctx.Err() == nil {
+				return fmt.Errorf("outbox relay: %w", err)
+			}
+			return nil
+		})
+	}
 	if tw != nil {
 		g.Go(func() error {
 			if err := tw.Run(gctx); err != nil && gctx.Err() == nil {
