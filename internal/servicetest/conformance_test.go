@@ -17,9 +17,10 @@ import (
 	"github.com/orderflow/orderflow/pkg/service"
 )
 
-// The smallest service the suite can run, as a scaffold makes one: its
-// handler inserts a row per event and relies on the runner alone (inbox,
-// offsets, dead letters) for each to count once.
+// The smallest service the suite can run, as a scaffold makes one: one
+// typed handler (consumer.On) inserts a row per OrderPlaced and relies on
+// the runner alone (inbox, offsets, dead letters) for each to count once;
+// the orders topic's other events are passed over.
 func TestConformanceOfAMinimalService(t *testing.T) {
 	p := make([]byte, 3)
 	_, _ = rand.Read(p)
@@ -37,10 +38,12 @@ DROP TABLE effects;
 				Migrations: migrations,
 				Topics:     []string{contract.TopicOrders},
 				Setup: func(service.Deps) (service.Parts, error) {
-					return service.Parts{Handler: func(ctx context.Context, tx pgx.Tx, msg consumer.Message) error {
-						_, err := tx.Exec(ctx, "INSERT INTO effects VALUES ($1, $2)", msg.Envelope.OrderID, msg.Envelope.Event)
+					var d consumer.Dispatch
+					consumer.On(&d, func(ctx context.Context, tx pgx.Tx, e *contract.OrderPlaced, _ consumer.Message) error {
+						_, err := tx.Exec(ctx, "INSERT INTO effects VALUES ($1, $2)", e.OrderID, e.Name())
 						return err
-					}}, nil
+					})
+					return service.Parts{Dispatch: &d}, nil
 				},
 			}, slog.New(slog.DiscardHandler))
 		},

@@ -72,6 +72,10 @@ type Parts struct {
 	// precedence. One is required when Spec.Topics is set.
 	Handler consumer.Handler
 	Batch   consumer.BatchHandler
+	// Dispatch handles each event by its type, each named once
+	// (consumer.On); the consumer then passes over every other event.
+	// Handler and Batch take precedence.
+	Dispatch *consumer.Dispatch
 	// Routes adds the service's endpoints beside /healthz, /readyz and
 	// /metrics.
 	Routes func(chi.Router)
@@ -189,6 +193,13 @@ func Run(ctx context.Context, cfg Config, spec Spec, log *slog.Logger) error {
 		return err
 	}
 
+	events := spec.Events
+	if parts.Dispatch != nil && parts.Handler == nil && parts.Batch == nil {
+		parts.Handler = parts.Dispatch.Handler()
+		if events == nil {
+			events = parts.Dispatch.Events()
+		}
+	}
 	if len(spec.Topics) > 0 && parts.Handler == nil && parts.Batch == nil {
 		return errors.New(cfg.Name + ": consumes topics but has no handler")
 	}
@@ -236,7 +247,7 @@ func Run(ctx context.Context, cfg Config, spec Spec, log *slog.Logger) error {
 			Topics:      spec.Topics,
 			Handler:     parts.Handler,
 			Batch:       parts.Batch,
-			Events:      spec.Events,
+			Events:      events,
 			Pool:        pool,
 			BaseBackoff: cfg.RetryBackoff,
 			AfterCommit: ob.Committed,
