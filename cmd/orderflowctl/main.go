@@ -27,7 +27,11 @@
 // (topic, partition, offset), each consumer's handling (its inbox), timers
 // scheduled and fired, dead letters, email tasks queued, sent or parked,
 // with the delay at each hop; then the expected steps that have not
-// happened (see trace.go).
+// happened (see trace.go); and
+//
+//	orderflowctl new service NAME --port N --consumes a,b [--emits]
+//
+// which writes a working service and wires it everywhere (scaffold.go).
 package main
 
 import (
@@ -78,6 +82,10 @@ const usage = `usage:
       the order's timeline across the five databases and Kafka (outbox,
       records, consumers, timers, dead letters, emails) with the delay at
       each hop, then the steps that have not happened yet
+  orderflowctl new service NAME --port N --consumes topic[,topic] [--emits]
+      a new service consuming those topics (an append-only log of their
+      events per order, GET /NAME/{orderId}), registered and wired into the
+      dev stack, compose, prometheus.yml and sqlc.yaml; run at the repo root
 environment: POSTGRES_URL (default ` + postgres.DefaultURL + `),
   KAFKA_BROKERS (default ` + service.DefaultBroker + `), AMQP_URL and
   EMAIL_RETRY_DELAYS (as the email service reads them); trace:
@@ -109,6 +117,8 @@ func run(ctx context.Context, args []string, out io.Writer, now time.Time) error
 		return outboxRebase(ctx, args[2:], out)
 	case len(args) >= 1 && args[0] == "load":
 		return load(ctx, args[1:], out, os.Stderr)
+	case len(args) >= 2 && args[0] == "new" && args[1] == "service":
+		return newService(args[2:], ".", out)
 	case len(args) >= 1 && args[0] == "trace":
 		return traceCmd(ctx, args[1:], out, now)
 	}

@@ -94,6 +94,7 @@ var units = []unit{
 			c.QueuePrefix = o.QueuePrefix
 		}
 	}),
+	// orderflowctl new service adds its service above this line.
 }
 
 // Services names the services the stack runs.

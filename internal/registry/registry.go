@@ -40,6 +40,7 @@ var Services = []Service{
 	// email's outbox goes to RabbitMQ, not Kafka.
 	{Name: "email", Port: 8084,
 		Consumes: []string{contract.TopicOrders, contract.TopicPayments, contract.TopicWarehouse}},
+	// orderflowctl new service adds its service above this line.
 }
 
 // DLQ is the service's dead-letter topic, "" when it consumes nothing.

@@ -47,8 +47,12 @@ func TestEveryServiceIsRegistered(t *testing.T) {
 // The services' own defaults and the dev stack follow the registry.
 func TestServicesFollowTheRegistry(t *testing.T) {
 	addrs := map[string]string{
-		"orders": orders.DefaultHTTPAddr, "payments": payments.DefaultHTTPAddr, "warehouse": warehouse.DefaultHTTPAddr,
-		"loyalty": loyalty.DefaultHTTPAddr, "email": email.DefaultHTTPAddr,
+		"orders":    orders.DefaultHTTPAddr,
+		"payments":  payments.DefaultHTTPAddr,
+		"warehouse": warehouse.DefaultHTTPAddr,
+		"loyalty":   loyalty.DefaultHTTPAddr,
+		"email":     email.DefaultHTTPAddr,
+		// orderflowctl new service adds its service above this line.
 	}
 	for _, s := range registry.Services {
 		addr, ok := addrs[s.Name]
