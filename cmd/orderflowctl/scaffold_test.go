@@ -13,7 +13,9 @@ import (
 // The scaffold in a copy of the repository: the new service builds, its
 // own tests (the conformance suite and its HTTP view) pass, and so do the
 // tests that hold every list of services to the registry (registry,
-// deploy), so a forgotten wiring would fail here.
+// deploy) and make chaos's checker, which expects each consumer's dead
+// letters: a forgotten wiring fails here. (The whole make test in such a
+// copy passed by hand; it takes minutes.)
 func TestNewServiceBuildsAndPasses(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and tests a copy of the repository")
@@ -33,7 +35,7 @@ func TestNewServiceBuildsAndPasses(t *testing.T) {
 	runIn(t, dir, "go", "build", "./...")
 	runIn(t, dir, "go", "vet", "./services/audit/", "./cmd/audit/", "./internal/registry/", "./internal/devstack/")
 	runIn(t, dir, "go", "tool", "-modfile=tools/go.mod", "sqlc", "diff")
-	runIn(t, dir, "go", "test", "-race", "-count=1", "./services/audit/", "./internal/registry/")
+	runIn(t, dir, "go", "test", "-race", "-count=1", "./services/audit/", "./internal/registry/", "./internal/chaos/")
 	runIn(t, dir, "go", "test", "-count=1", "-short", "./deploy/")
 
 	// A second time: refused, nothing changed.
