@@ -20,7 +20,7 @@ import (
 const root = "../.."
 
 // tools are the commands that are not services.
-var tools = []string{"benchrun", "broker", "chaos", "eventdoc", "orderflow", "orderflowctl"}
+var tools = []string{"benchrun", "broker", "chaos", "eventdoc", "orderflow", "orderflowctl", "rebrand"}
 
 // Every services/<name> and every cmd/<name> that is not a tool is a
 // registered service, and every registered service has both.
