@@ -20,6 +20,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"go/format"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -95,6 +96,12 @@ func rebrand(dir, newModule, newName, oldName string) (int, error) {
 		out = source.ReplaceAll(out, []byte("${1}"+newName+"${2}"))
 		if bytes.Equal(out, src) {
 			return nil
+		}
+		if strings.HasSuffix(path, ".go") {
+			// Names of another length shift gofmt's alignment.
+			if out, err = format.Source(out); err != nil {
+				return fmt.Errorf("%s: %w", rel, err)
+			}
 		}
 		changed++
 		info, err := d.Info()

@@ -39,6 +39,7 @@ func TestRebrand(t *testing.T) {
 		}
 		return nil
 	})
+	testenv.RunIn(t, dir, "gofmt", "-l", ".")
 	testenv.RunIn(t, dir, "go", "build", "./...")
 	testenv.RunIn(t, dir, "go", "vet", "./...")
 	testenv.RunIn(t, dir, "go", "test", "-count=1", "./internal/registry/", "./pkg/events/outbox/", "./pkg/service/")
