@@ -447,7 +447,7 @@ func TestTheRuleCatchesWhatItMust(t *testing.T) {
 		"\n" +
 		"## A `code` heading, with punctuation!\n" +
 		"\n" +
-		"## Orderflow — pipeline\n" +
+		"## Shop — pipeline\n" +
 		"\n" +
 		"## Repeat\n" +
 		"## Repeat\n" +
@@ -456,8 +456,8 @@ func TestTheRuleCatchesWhatItMust(t *testing.T) {
 		"--------------\n" +
 		"\n" +
 		"<a id=\"explicit\"></a>\n" +
-		"[ok](#title) [ok](#a-code-heading-with-punctuation) [ok](#orderflow--pipeline)\n" +
-		"[ok](#repeat-1) [ok](#setext-heading) [ok](#explicit) [ok](events.md) [ok](../README.md#orderflow)\n" +
+		"[ok](#title) [ok](#a-code-heading-with-punctuation) [ok](#shop--pipeline)\n" +
+		"[ok](#repeat-1) [ok](#setext-heading) [ok](#explicit) [ok](events.md) [ok](events.md#orderplaced-v1)\n" +
 		"[ok](../pkg/events/contract/schemas) [ok](http://localhost:16686) bare ok http://127.0.0.1:9090/alerts.\n" +
 		"[bad](#nope) [bad](../../shared/DESIGN.md) [bad](missing.md) [bad](https://example.com/x)\n" +
 		"bare bad https://example.com/y, <https://example.com/z> [bad](mailto:a@example.com) [ref]\n" +
@@ -482,8 +482,8 @@ func TestTheRuleCatchesWhatItMust(t *testing.T) {
 			bad = append(bad, l.target)
 		}
 	}
-	wantOK := []string{"#title", "#a-code-heading-with-punctuation", "#orderflow--pipeline", "#repeat-1",
-		"#setext-heading", "#explicit", "events.md", "../README.md#orderflow", "../pkg/events/contract/schemas",
+	wantOK := []string{"#title", "#a-code-heading-with-punctuation", "#shop--pipeline", "#repeat-1",
+		"#setext-heading", "#explicit", "events.md", "events.md#orderplaced-v1", "../pkg/events/contract/schemas",
 		"http://localhost:16686", "http://127.0.0.1:9090/alerts"}
 	wantBad := []string{"#nope", "../../shared/DESIGN.md", "missing.md", "https://example.com/x",
 		"https://example.com/y", "https://example.com/z", "mailto:a@example.com", "events.md#no-such-event",
