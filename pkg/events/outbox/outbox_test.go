@@ -379,6 +379,55 @@ func TestCrashBetweenAckAndMark(t *testing.T) {
 	}
 }
 
+// A relay stopped cleanly while the broker is slow to ack its batch lets
+// the batch finish and advances the cursor past it: the next relay
+// publishes none of it again. (Cut short, the stop would leave the batch,
+// or the part of it after a record it failed, to be published twice.)
+func TestCleanStopFinishesTheBatch(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	if b.broker.Embedded == nil {
+		t.Skip("needs the embedded broker to hold a produce")
+	}
+	o := b.newOutbox(t, nil)
+	ctx := context.Background()
+	want := map[string][]string{}
+	keys := map[string]bool{}
+	for range 50 {
+		id := uuid.NewString()
+		keys[id] = true
+		want[id] = write(t, ctx, b.pool, o, placed(id), cancelled(id))
+	}
+	c := consume(t, b.broker.Addrs, keys)
+
+	// The first produce waits longer than a publish cut short would wait
+	// for its acks, and less than the relay's drain.
+	held, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	cluster := b.broker.Embedded.Cluster()
+	cluster.ControlKey(int16(kmsg.Produce), func(kmsg.Request) (kmsg.Response, error, bool) {
+		once.Do(func() {
+			close(held)
+			cluster.SleepControl(func() { <-release })
+		})
+		return nil, nil, false
+	})
+	first := startRelay(t, o)
+	<-held
+	time.AfterFunc(3*time.Second, func() { close(release) })
+	first.Halt(t)
+	if n := pending(t, b.pool); n != 0 {
+		t.Fatalf("%d of 100 rows pending after a clean stop, want 0: the batch in flight was cut short", n)
+	}
+
+	startRelay(t, b.newOutbox(t, nil))
+	c.waitDistinct(t, 100)
+	time.Sleep(500 * time.Millisecond) // a re-publish would arrive by now
+	if dups := c.checkOrder(t, want); dups != 0 {
+		t.Errorf("%d duplicate deliveries after a clean stop, want 0", dups)
+	}
+}
+
 type hookedRelay struct {
 	*testenv.Running
 	crashed chan struct{}

@@ -15,8 +15,14 @@ import (
 	"github.com/orderflow/orderflow/pkg/events/outbox/internal/outboxdb"
 )
 
-// shutdownAckWait is how long a stopping relay waits for acks in flight.
-const shutdownAckWait = 2 * time.Second
+// shutdownDrain bounds how long a stopping relay lets its batch in flight
+// finish, within service.DefaultShutdownTimeout; shutdownAckWait is how long
+// a publish cut short (lost lease, drain over) still waits for acks already
+// on their way.
+const (
+	shutdownDrain   = 5 * time.Second
+	shutdownAckWait = 2 * time.Second
+)
 
 // publisher is what a relay term publishes with: the Kafka producer, or a
 // Config.Publisher.

@@ -176,17 +176,27 @@ func (o *Outbox) term(ctx context.Context, l *lease, localWake <-chan struct{}) 
 		p = kp
 	}
 	defer p.close()
-	tctx, cancel := context.WithCancel(ctx)
+	// The batch in flight at shutdown runs under work, which only a lost
+	// lease or the drain deadline cancels: cancelling its records midway
+	// would fail the unsent ones while others of the batch, on other
+	// partitions, were acked, and the next leader would publish those again.
+	work, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancel()
 	go func() {
+		defer cancel()
 		select {
 		case <-l.lost:
-			cancel()
-		case <-tctx.Done():
+		case <-work.Done():
+		case <-ctx.Done():
+			select {
+			case <-l.lost:
+			case <-work.Done():
+			case <-time.After(shutdownDrain):
+			}
 		}
 	}()
-	err := o.publishWhileLeader(tctx, p, l, localWake)
-	if ctx.Err() == nil && tctx.Err() != nil {
+	err := o.publishWhileLeader(ctx, work, p, l, localWake)
+	if ctx.Err() == nil && work.Err() != nil {
 		return errLeaseLost
 	}
 	return err
@@ -302,7 +312,9 @@ func (l *lease) release() {
 	l.conn.Close(ctx)
 }
 
-func (o *Outbox) publishWhileLeader(ctx context.Context, p publisher, l *lease, localWake <-chan struct{}) error {
+// publishWhileLeader publishes batches until ctx is done or the lease is
+// lost; each batch runs under work (see term).
+func (o *Outbox) publishWhileLeader(ctx, work context.Context, p publisher, l *lease, localWake <-chan struct{}) error {
 	o.leader.Store(true)
 	defer o.leader.Store(false)
 	poll, backoff, held := o.cfg.MinPoll, time.Duration(0), time.Duration(0)
@@ -314,6 +326,8 @@ func (o *Outbox) publishWhileLeader(ctx context.Context, p publisher, l *lease, 
 		select {
 		case <-l.lost:
 			return errLeaseLost
+		case <-ctx.Done():
+			return nil
 		default:
 		}
 		if time.Since(guarded) >= guardEvery || o.guard.Load() != nil {
@@ -325,9 +339,9 @@ func (o *Outbox) publishWhileLeader(ctx context.Context, p publisher, l *lease, 
 			}
 			guarded = time.Now()
 		}
-		n, err := o.publishBatch(ctx, p)
+		n, err := o.publishBatch(work, p)
 		if err != nil {
-			if ctx.Err() != nil {
+			if ctx.Err() != nil || work.Err() != nil {
 				return nil
 			}
 			if retry.Infrastructure(err) {
