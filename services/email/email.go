@@ -212,7 +212,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		Migrations: service.Sub(migrations, "migrations"),
 		Topics:     registry.Get(serviceName).Consumes,
 		Emits:      registry.Get(serviceName).Emits,
-		Events:     handled,
+		Events:     decoder.Events(),
 		Publisher:  pub,
 		Setup: func(d service.Deps) (service.Parts, error) {
 			n := &notifier{outbox: d.Outbox, exchange: topo.Exchange, log: d.Log}

@@ -17,9 +17,6 @@ import (
 	"github.com/orderflow/orderflow/services/email/internal/emaildb"
 )
 
-// handled are the events the notifier acts on.
-var handled = []string{"OrderPlaced", "PaymentCaptured", "PaymentFailed", "PaymentRefunded", "OrderShipped"}
-
 // notifier turns events into SendEmail tasks: each task's row in emails
 // and its message in the outbox are written in the transaction of the
 // event's inbox row, so an event makes its email exactly once, and the
@@ -116,7 +113,7 @@ type record struct {
 func decodeAll(msgs []consumer.Message) ([]record, *consumer.RecordError) {
 	recs := make([]record, 0, len(msgs))
 	for i, msg := range msgs {
-		r, ok, err := decode(msg)
+		r, ok, err := decoder.Decode(msg)
 		if err != nil {
 			return recs, &consumer.RecordError{Index: i, Err: err}
 		}
@@ -128,58 +125,57 @@ func decodeAll(msgs []consumer.Message) ([]record, *consumer.RecordError) {
 	return recs, nil
 }
 
-// decode reads msg; ok is false for an event the notifier ignores.
-func decode(msg consumer.Message) (r record, ok bool, err error) {
+// decoder decodes each event the notifier acts on into a record, each
+// named once; the consumer passes over the rest of the topics without a
+// transaction (Spec.Events).
+var decoder = func() *consumer.Decoder[record] {
+	var d consumer.Decoder[record]
+	consumer.Decodes(&d, func(ev *contract.OrderPlaced, msg consumer.Message) (record, error) {
+		return newRecord(msg, &emaildb.GetRecipientsRow{CustomerID: ev.CustomerID, Email: ev.Email, Currency: ev.Currency}, nil)
+	})
+	consumer.Decodes(&d, func(ev *contract.PaymentCaptured, msg consumer.Message) (record, error) {
+		return newRecord(msg, &emaildb.GetRecipientsRow{CustomerID: ev.CustomerID, Email: ev.Email, Currency: ev.Currency}, func(r *record) {
+			r.kind, r.to, r.v.Amount = kindConfirmation, ev.Email, amount(ev.AmountCents, ev.Currency)
+		})
+	})
+	consumer.Decodes(&d, func(ev *contract.PaymentFailed, msg consumer.Message) (record, error) {
+		return newRecord(msg, &emaildb.GetRecipientsRow{CustomerID: ev.CustomerID, Email: ev.Email}, func(r *record) {
+			r.kind, r.to, r.v.Reason = kindPaymentFailed, ev.Email, ev.Reason
+		})
+	})
+	consumer.Decodes(&d, func(ev *contract.PaymentRefunded, msg consumer.Message) (record, error) {
+		return newRecord(msg, &emaildb.GetRecipientsRow{CustomerID: ev.CustomerID, Email: ev.Email}, func(r *record) {
+			r.kind, r.to, r.refund, r.v.Reason = kindRefunded, ev.Email, ev.AmountCents, ev.Reason
+		})
+	})
+	consumer.Decodes(&d, func(ev *contract.OrderShipped, msg consumer.Message) (record, error) {
+		return newRecord(msg, nil, func(r *record) { r.kind, r.v.TrackingID = kindShipped, ev.TrackingID })
+	})
+	return &d
+}()
+
+// newRecord is msg's record: the recipient it names (nil for none), and
+// what set adds, the email it causes.
+func newRecord(msg consumer.Message, names *emaildb.GetRecipientsRow, set func(*record)) (record, error) {
+	var r record
+	var err error
 	if r.orderID, err = consumer.ParseOrderID(msg.Envelope.OrderID); err != nil {
-		return r, false, err
+		return r, err
 	}
 	r.eventID, r.v = msg.Envelope.EventID, view{OrderID: r.orderID.String()}
-	names := func(customerID, email, currency string) {
-		r.names = &emaildb.GetRecipientsRow{OrderID: r.orderID, CustomerID: customerID, Email: email, Currency: currency}
+	if names != nil {
+		names.OrderID = r.orderID
+		// In a set-based statement a NUL (the schemas let it through)
+		// would fail the whole batch, not this record.
+		if strings.ContainsRune(names.CustomerID+names.Email+names.Currency, 0) {
+			return r, fmt.Errorf("%s names a recipient with a NUL byte: %w", msg.Envelope.Event, consumer.ErrPermanent)
+		}
+		r.names = names
 	}
-	switch msg.Envelope.Event {
-	case "OrderPlaced":
-		var ev contract.OrderPlaced
-		if err := msg.Decode(&ev); err != nil {
-			return r, false, err
-		}
-		names(ev.CustomerID, ev.Email, ev.Currency)
-	case "PaymentCaptured":
-		var ev contract.PaymentCaptured
-		if err := msg.Decode(&ev); err != nil {
-			return r, false, err
-		}
-		names(ev.CustomerID, ev.Email, ev.Currency)
-		r.kind, r.to, r.v.Amount = kindConfirmation, ev.Email, amount(ev.AmountCents, ev.Currency)
-	case "PaymentFailed":
-		var ev contract.PaymentFailed
-		if err := msg.Decode(&ev); err != nil {
-			return r, false, err
-		}
-		names(ev.CustomerID, ev.Email, "")
-		r.kind, r.to, r.v.Reason = kindPaymentFailed, ev.Email, ev.Reason
-	case "PaymentRefunded":
-		var ev contract.PaymentRefunded
-		if err := msg.Decode(&ev); err != nil {
-			return r, false, err
-		}
-		names(ev.CustomerID, ev.Email, "")
-		r.kind, r.to, r.refund, r.v.Reason = kindRefunded, ev.Email, ev.AmountCents, ev.Reason
-	case "OrderShipped":
-		var ev contract.OrderShipped
-		if err := msg.Decode(&ev); err != nil {
-			return r, false, err
-		}
-		r.kind, r.v.TrackingID = kindShipped, ev.TrackingID
-	default:
-		return r, false, nil
+	if set != nil {
+		set(&r)
 	}
-	// In a set-based statement a NUL (the schemas let it through) would
-	// fail the whole batch, not this record.
-	if n := r.names; n != nil && strings.ContainsRune(n.CustomerID+n.Email+n.Currency, 0) {
-		return r, false, fmt.Errorf("%s names a recipient with a NUL byte: %w", msg.Envelope.Event, consumer.ErrPermanent)
-	}
-	return r, true, nil
+	return r, nil
 }
 
 // order is one order's state across a batch.

@@ -54,10 +54,6 @@ type handler struct {
 	tracer     trace.Tracer // timers' fire spans; nil when tracing is off
 }
 
-// handled are the events handleBatch acts on; the consumer passes over the
-// rest of the topics without a transaction.
-var handled = []string{"PaymentCaptured", "OrderCancelled", "PaymentRefunded"}
-
 // handleBatch is the consumer.BatchHandler. The runner has taken the lock
 // of every order of the batch (outbox.LockKeys), so no award timer of
 // theirs fires meanwhile and their rows read at the start stay as read.
@@ -80,7 +76,7 @@ var handled = []string{"PaymentCaptured", "OrderCancelled", "PaymentRefunded"}
 func (h *handler) handleBatch(ctx context.Context, tx pgx.Tx, msgs []consumer.Message) error {
 	recs := make([]record, 0, len(msgs))
 	for i, msg := range msgs {
-		r, ok, err := decode(msg)
+		r, ok, err := decoder.Decode(msg)
 		if err != nil {
 			return &consumer.RecordError{Index: i, Err: err}
 		}
@@ -115,40 +111,34 @@ type record struct {
 	reason  string                    // a cancellation's
 }
 
-// decode reads msg as a record; ok is false for an event loyalty has no
-// business with. Text loyalty stores that PostgreSQL would refuse (the
-// schemas let NUL through) is a permanent error, named here: in a
-// set-based statement it would fail the whole batch, not its record.
-func decode(msg consumer.Message) (r record, ok bool, err error) {
-	var text string // the customerId or reason stored
-	switch msg.Envelope.Event {
-	case "PaymentCaptured":
-		var ev contract.PaymentCaptured
-		if err := msg.Decode(&ev); err != nil {
-			return r, false, err
-		}
-		r.capture, text = &ev, ev.CustomerID
-	case "OrderCancelled":
-		var ev contract.OrderCancelled
-		if err := msg.Decode(&ev); err != nil {
-			return r, false, err
-		}
-		r.reason, text = ev.Reason, ev.Reason
-	case "PaymentRefunded":
-		var ev contract.PaymentRefunded
-		if err := msg.Decode(&ev); err != nil {
-			return r, false, err
-		}
-		r.reason, text = "refunded: "+ev.Reason, ev.Reason
-	default:
-		return r, false, nil
-	}
+// decoder decodes each event loyalty acts on into a record, each named
+// once; the consumer passes over the rest of the topics without a
+// transaction (Spec.Events). Text loyalty stores that PostgreSQL would
+// refuse (the schemas let NUL through) is a permanent error, named here:
+// in a set-based statement it would fail the whole batch, not its record.
+var decoder = func() *consumer.Decoder[record] {
+	var d consumer.Decoder[record]
+	consumer.Decodes(&d, func(ev *contract.PaymentCaptured, msg consumer.Message) (record, error) {
+		return newRecord(msg, ev.CustomerID, record{capture: ev})
+	})
+	consumer.Decodes(&d, func(ev *contract.OrderCancelled, msg consumer.Message) (record, error) {
+		return newRecord(msg, ev.Reason, record{reason: ev.Reason})
+	})
+	consumer.Decodes(&d, func(ev *contract.PaymentRefunded, msg consumer.Message) (record, error) {
+		return newRecord(msg, ev.Reason, record{reason: "refunded: " + ev.Reason})
+	})
+	return &d
+}()
+
+// newRecord completes r, decoded from msg, once the text it stores passes.
+func newRecord(msg consumer.Message, text string, r record) (record, error) {
 	if err := contract.CheckText(text); err != nil {
-		return r, false, fmt.Errorf("%s %q: %s: %w", msg.Envelope.Event, text, err, consumer.ErrPermanent)
+		return r, fmt.Errorf("%s %q: %s: %w", msg.Envelope.Event, text, err, consumer.ErrPermanent)
 	}
 	r.key = msg.Envelope.OrderID
+	var err error
 	r.orderID, err = consumer.ParseOrderID(r.key)
-	return r, err == nil, err
+	return r, err
 }
 
 // order is one order's loyalty state across a batch: as read at its

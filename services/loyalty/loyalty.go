@@ -130,7 +130,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		Migrations: service.Sub(migrations, "migrations"),
 		Topics:     registry.Get(serviceName).Consumes,
 		Emits:      registry.Get(serviceName).Emits,
-		Events:     handled,
+		Events:     decoder.Events(),
 		Setup: func(d service.Deps) (service.Parts, error) {
 			h := &handler{outbox: d.Outbox, awardDelay: cfg.AwardDelay, log: d.Log, tracer: timer.Tracer(d.Tracing)}
 			api := &api{pool: d.Pool, log: d.Log}

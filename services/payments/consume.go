@@ -29,7 +29,7 @@ const (
 	reasonOutOfStock     = "out_of_stock"
 )
 
-// The fake gateway's payment tokens (DESIGN.md). Any other token is
+// The fake gateway's payment tokens (docs/design.md). Any other token is
 // declined.
 const (
 	tokenVisa     = "tok_visa"
@@ -51,10 +51,6 @@ type handler struct {
 	flaky           *flakyGateway
 	fraudLimitCents int64
 }
-
-// handled are the events handle acts on, one case each in apply; the
-// consumer passes over the rest of the topics without a transaction.
-var handled = []string{"OrderPlaced", "OrderCancelled", "StockUnavailable"}
 
 // handle is the consumer.BatchHandler. The runner has locked the batch's
 // orders (outbox.LockKeys) and claimed its events in the inbox, so no
@@ -94,31 +90,38 @@ func (h *handler) handle(ctx context.Context, tx pgx.Tx, msgs []consumer.Message
 	return b.write(ctx, tx, q, h.outbox)
 }
 
-// apply applies msg to its order o, routed by event name; events payments
-// has no business with are ignored.
+// effect is what one message does to its order o in the batch b.
+type effect func(ctx context.Context, h *handler, b *batch, o *order) error
+
+// decoder decodes each event payments acts on into its effect, each named
+// once; the consumer passes over the rest of the topics without a
+// transaction (Spec.Events).
+var decoder = func() *consumer.Decoder[effect] {
+	var d consumer.Decoder[effect]
+	consumer.Decodes(&d, func(ev *contract.OrderPlaced, _ consumer.Message) (effect, error) {
+		return func(ctx context.Context, h *handler, b *batch, o *order) error { return h.orderPlaced(ctx, b, o, ev) }, nil
+	})
+	consumer.Decodes(&d, func(ev *contract.OrderCancelled, _ consumer.Message) (effect, error) {
+		return func(ctx context.Context, _ *handler, b *batch, o *order) error {
+			return b.cancel(ctx, o, ev.OrderID, ev.Reason)
+		}, nil
+	})
+	consumer.Decodes(&d, func(ev *contract.StockUnavailable, _ consumer.Message) (effect, error) {
+		return func(ctx context.Context, _ *handler, b *batch, o *order) error {
+			return b.cancel(ctx, o, ev.OrderID, reasonOutOfStock)
+		}, nil
+	})
+	return &d
+}()
+
+// apply applies msg to its order o; events payments has no business with
+// are ignored.
 func (h *handler) apply(ctx context.Context, b *batch, o *order, msg consumer.Message) error {
-	switch msg.Envelope.Event {
-	case "OrderPlaced":
-		var ev contract.OrderPlaced
-		if err := msg.Decode(&ev); err != nil {
-			return err
-		}
-		return h.orderPlaced(ctx, b, o, &ev)
-	case "OrderCancelled":
-		var ev contract.OrderCancelled
-		if err := msg.Decode(&ev); err != nil {
-			return err
-		}
-		return b.cancel(ctx, o, ev.OrderID, ev.Reason)
-	case "StockUnavailable":
-		var ev contract.StockUnavailable
-		if err := msg.Decode(&ev); err != nil {
-			return err
-		}
-		return b.cancel(ctx, o, ev.OrderID, reasonOutOfStock)
-	default:
-		return nil
+	do, ok, err := decoder.Decode(msg)
+	if !ok {
+		return err
 	}
+	return do(ctx, h, b, o)
 }
 
 // batch is the state of a batch's orders as its messages leave it, and
@@ -252,7 +255,7 @@ func (h *handler) orderPlaced(ctx context.Context, b *batch, o *order, ev *contr
 }
 
 // flakyGateway is the fake gateway's memory for tok_flaky, which fails
-// the first flakyFailures charges of an order and then succeeds (DESIGN).
+// the first flakyFailures charges of an order and then succeeds (docs/design.md).
 //
 // It keeps the count in the process, not in the database. The handler
 // runs in the consumer's transaction, and a failed attempt rolls that back

@@ -1,6 +1,6 @@
 // Package payments is the payments service: it consumes the "orders" and
 // "warehouse" topics, charges each placed order through a fake gateway
-// (fraud rule and payment tokens of DESIGN.md), refunds a captured payment
+// (fraud rule and payment tokens of docs/design.md), refunds a captured payment
 // when the order is cancelled or out of stock, and announces every outcome
 // on the topic "payments" through its outbox.
 //
@@ -102,7 +102,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		Migrations: service.Sub(migrations, "migrations"),
 		Topics:     registry.Get(serviceName).Consumes,
 		Emits:      registry.Get(serviceName).Emits,
-		Events:     handled,
+		Events:     decoder.Events(),
 		Setup: func(d service.Deps) (service.Parts, error) {
 			h := &handler{outbox: d.Outbox, flaky: newFlakyGateway(), fraudLimitCents: cfg.FraudLimitCents}
 			api := &api{pool: d.Pool, log: d.Log}

@@ -76,14 +76,10 @@ type handler struct {
 	tracer       trace.Tracer // timers' fire spans; nil when tracing is off
 }
 
-// handled are the events handle acts on; the consumer passes over the rest
-// of the topics without a transaction.
-var handled = []string{"PaymentCaptured", "OrderCancelled"}
-
 // record is one consumed event as the handler needs it.
 type record struct {
 	ctx     context.Context // the message's, with its correlation id
-	name    string          // PaymentCaptured or OrderCancelled; "" for another event
+	kind    recordKind      // none for an event warehouse has no business with
 	key     string          // the orderId as the event carries it: the order's lock and timer key
 	orderID uuid.UUID
 	lines   []line // PaymentCaptured's items, one per SKU (see lines)
@@ -122,11 +118,14 @@ type batch struct {
 func (h *handler) handle(ctx context.Context, tx pgx.Tx, msgs []consumer.Message) error {
 	recs := make([]record, len(msgs))
 	for i, msg := range msgs {
-		r, err := decode(msg.Context(ctx), msg)
+		r, ok, err := decoder.Decode(msg)
 		if err != nil {
 			return &consumer.RecordError{Index: i, Err: err}
 		}
-		recs[i] = r
+		if ok {
+			r.ctx = msg.Context(ctx)
+			recs[i] = r
+		}
 	}
 	q := warehousedb.New(tx)
 	b, err := h.load(ctx, q, recs)
@@ -135,10 +134,10 @@ func (h *handler) handle(ctx context.Context, tx pgx.Tx, msgs []consumer.Message
 	}
 	for i, r := range recs {
 		var err error
-		switch r.name {
-		case "PaymentCaptured":
+		switch r.kind {
+		case capture:
 			err = h.reserve(b, r)
-		case "OrderCancelled":
+		case cancellation:
 			err = h.cancel(b, r)
 		}
 		if err != nil {
@@ -148,31 +147,39 @@ func (h *handler) handle(ctx context.Context, tx pgx.Tx, msgs []consumer.Message
 	return h.write(ctx, tx, q, b)
 }
 
-// decode reads msg's event into a record. Its errors wrap
-// consumer.ErrPermanent: no retry can fix them.
-func decode(ctx context.Context, msg consumer.Message) (record, error) {
-	r := record{ctx: ctx, name: msg.Envelope.Event}
-	var strs []string // what goes into text columns
-	switch r.name {
-	case "PaymentCaptured":
-		var ev contract.PaymentCaptured
-		if err := msg.Decode(&ev); err != nil {
-			return record{}, err
+// recordKind is what a record does.
+type recordKind int
+
+const (
+	none         recordKind = iota // an event warehouse has no business with
+	capture                        // PaymentCaptured: reserve and schedule a pick
+	cancellation                   // OrderCancelled
+)
+
+// decoder decodes each event warehouse acts on into a record, each named
+// once; the consumer passes over the rest of the topics without a
+// transaction (Spec.Events). Its errors wrap consumer.ErrPermanent: no
+// retry can fix them.
+var decoder = func() *consumer.Decoder[record] {
+	var d consumer.Decoder[record]
+	consumer.Decodes(&d, func(ev *contract.PaymentCaptured, msg consumer.Message) (record, error) {
+		r := record{kind: capture, key: ev.OrderID, lines: lines(ev.Items)}
+		strs := make([]string, len(r.lines))
+		for i, l := range r.lines {
+			strs[i] = l.sku
 		}
-		r.key, r.lines = ev.OrderID, lines(ev.Items)
-		for _, l := range r.lines {
-			strs = append(strs, l.sku)
-		}
-	case "OrderCancelled":
-		var ev contract.OrderCancelled
-		if err := msg.Decode(&ev); err != nil {
-			return record{}, err
-		}
-		r.key, r.reason = ev.OrderID, ev.Reason
-		strs = append(strs, ev.Reason)
-	default:
-		return record{}, nil
-	}
+		return r.checked(msg, strs...)
+	})
+	consumer.Decodes(&d, func(ev *contract.OrderCancelled, msg consumer.Message) (record, error) {
+		r := record{kind: cancellation, key: ev.OrderID, reason: ev.Reason}
+		return r.checked(msg, ev.Reason)
+	})
+	return &d
+}()
+
+// checked completes r with its orderId once it and the strings r stores
+// in text columns pass.
+func (r record) checked(msg consumer.Message, strs ...string) (record, error) {
 	var err error
 	if r.orderID, err = consumer.ParseOrderID(r.key); err != nil {
 		return record{}, err
@@ -181,7 +188,7 @@ func decode(ctx context.Context, msg consumer.Message) (record, error) {
 	// statements would fail as a whole without saying which record.
 	for _, s := range strs {
 		if strings.ContainsRune(s, 0) {
-			return record{}, fmt.Errorf("%s: %q holds a NUL, which PostgreSQL cannot store: %w", r.name, s, consumer.ErrPermanent)
+			return record{}, fmt.Errorf("%s: %q holds a NUL, which PostgreSQL cannot store: %w", msg.Envelope.Event, s, consumer.ErrPermanent)
 		}
 	}
 	return r, nil
@@ -211,7 +218,7 @@ func lines(items []contract.Item) []line {
 func (h *handler) load(ctx context.Context, q *warehousedb.Queries, recs []record) (*batch, error) {
 	ids := make([]uuid.UUID, 0, len(recs))
 	for _, r := range recs {
-		if r.name != "" {
+		if r.kind != none {
 			ids = append(ids, r.orderID)
 		}
 	}
@@ -239,9 +246,9 @@ func (h *handler) load(ctx context.Context, q *warehousedb.Queries, recs []recor
 	for _, r := range recs {
 		var ls []line
 		switch s := b.shipments[r.orderID]; {
-		case r.name == "PaymentCaptured" && s == nil && !seen[r.orderID]:
+		case r.kind == capture && s == nil && !seen[r.orderID]:
 			ls = r.lines
-		case r.name == "OrderCancelled" && s != nil && s.status == statusScheduled:
+		case r.kind == cancellation && s != nil && s.status == statusScheduled:
 			ls = s.lines
 		}
 		seen[r.orderID] = true

@@ -139,7 +139,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		Migrations: service.Sub(migrations, "migrations"),
 		Topics:     registry.Get(serviceName).Consumes,
 		Emits:      registry.Get(serviceName).Emits,
-		Events:     handled,
+		Events:     decoder.Events(),
 		Setup: func(d service.Deps) (service.Parts, error) {
 			h := &handler{outbox: d.Outbox, defaultStock: cfg.DefaultStock, shipDelay: cfg.ShipDelay, log: d.Log,
 				tracer: timer.Tracer(d.Tracing)}

@@ -3,6 +3,7 @@ package consumer_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -60,4 +61,49 @@ func TestDispatchRefusesTwoHandlersForOneEvent(t *testing.T) {
 		}
 	}()
 	consumer.On(&d, h)
+}
+
+// A Decoder decodes each event it names into the service's record, by
+// type; other events are not its business, and a payload that does not
+// decode is permanent.
+func TestDecoderByType(t *testing.T) {
+	var d consumer.Decoder[string]
+	consumer.Decodes(&d, func(e *contract.OrderPlaced, msg consumer.Message) (string, error) {
+		return "placed " + e.Items[0].SKU, nil
+	})
+	consumer.Decodes(&d, func(e *contract.OrderCancelled, msg consumer.Message) (string, error) {
+		return "cancelled " + e.Reason, nil
+	})
+	if got := d.Events(); len(got) != 2 || got[0] != "OrderPlaced" || got[1] != "OrderCancelled" {
+		t.Fatalf("Events() = %v, want [OrderPlaced OrderCancelled]", got)
+	}
+	message := func(ev contract.Event) consumer.Message {
+		value, err := json.Marshal(ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return consumer.Message{Value: value, Envelope: contract.Envelope{Event: ev.Name()}}
+	}
+	orderID := uuid.NewString()
+	placed := &contract.OrderPlaced{Envelope: contract.Envelope{OrderID: orderID}, Items: []contract.Item{{SKU: "sku-1", Quantity: 1}}}
+	if r, ok, err := d.Decode(message(placed)); r != "placed sku-1" || !ok || err != nil {
+		t.Errorf("OrderPlaced: %q, %t, %v", r, ok, err)
+	}
+	cancelled := &contract.OrderCancelled{Envelope: contract.Envelope{OrderID: orderID}, Reason: "customer_request"}
+	if r, ok, err := d.Decode(message(cancelled)); r != "cancelled customer_request" || !ok || err != nil {
+		t.Errorf("OrderCancelled: %q, %t, %v", r, ok, err)
+	}
+	if _, ok, err := d.Decode(message(&contract.PaymentCaptured{})); ok || err != nil {
+		t.Errorf("PaymentCaptured: %t, %v; want not decoded, no error", ok, err)
+	}
+	bad := consumer.Message{Value: []byte(`{"items": 7}`), Envelope: contract.Envelope{Event: "OrderPlaced"}}
+	if _, ok, err := d.Decode(bad); ok || !errors.Is(err, consumer.ErrPermanent) {
+		t.Errorf("undecodable OrderPlaced: %t, %v; want a permanent error", ok, err)
+	}
+	defer func() {
+		if recover() == nil {
+			t.Error("a second decoder for OrderPlaced was accepted")
+		}
+	}()
+	consumer.Decodes(&d, func(*contract.OrderPlaced, consumer.Message) (string, error) { return "", nil })
 }
