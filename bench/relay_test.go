@@ -54,7 +54,7 @@ func sampleEvent(orderID string) *contract.OrderPlaced {
 }
 
 // BenchmarkRelayDrain: how fast the relay empties a 200,000-row backlog.
-// Target on a 2-core machine: >= 80,000 events/s (DESIGN "Hard parts").
+// Target on a 2-core machine: >= 80,000 events/s (README "Benchmarks").
 func BenchmarkRelayDrain(b *testing.B) {
 	const backlog = 200_000
 	for range b.N {

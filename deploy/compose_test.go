@@ -59,7 +59,7 @@ var designPorts = func() map[string]string {
 	return m
 }()
 
-// requiredEnv lists the DESIGN.md variables a service container must set
+// requiredEnv lists the docs/design.md variables a service container must set
 // because their defaults are wrong inside a container: localhost, or an
 // embedded broker or mail directory that only the dev stack provides. Every
 // service uses PostgreSQL and Kafka; email also RabbitMQ and SMTP.
@@ -471,7 +471,7 @@ func TestComposeDependsOn(t *testing.T) {
 	}
 }
 
-// TestAppServices checks each Orderflow service against DESIGN.md: its port,
+// TestAppServices checks each Orderflow service against docs/design.md: its port,
 // published on the same host port, and a healthcheck on GET /healthz.
 func TestAppServices(t *testing.T) {
 	c := loadCompose(t)
@@ -479,7 +479,7 @@ func TestAppServices(t *testing.T) {
 	if !slices.Contains(apps, "orders") {
 		t.Fatalf("%s: no service \"orders\" built from the Dockerfile (built services: %q)", composeFile, apps)
 	}
-	// Every DESIGN service that has a command runs in the stack.
+	// Every service of docs/design.md that has a command runs in the stack.
 	for _, name := range sortedKeys(designPorts) {
 		if _, err := os.Stat(filepath.Join(repoRoot, "cmd", name)); err == nil && !slices.Contains(apps, name) {
 			t.Errorf("%s: cmd/%s exists but the stack does not run it; add a service %q built with SERVICE=%s", composeFile, name, name, name)
@@ -490,13 +490,13 @@ func TestAppServices(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			want, ok := designPorts[name]
 			if !ok {
-				t.Fatalf("%s: service %q is built from the Dockerfile but is not a service of DESIGN.md (%s)", composeFile, name, strings.Join(sortedKeys(designPorts), ", "))
+				t.Fatalf("%s: service %q is built from the Dockerfile but is not a service of docs/design.md (%s)", composeFile, name, strings.Join(sortedKeys(designPorts), ", "))
 			}
 			if got := s.Build.Args["SERVICE"]; got != name {
 				t.Errorf("%s: service %q builds with build arg SERVICE=%q; want SERVICE=%q (the directory cmd/%s)", composeFile, name, got, name, name)
 			}
 			if got := s.Build.Args["PORT"]; got != want {
-				t.Errorf("%s: service %q builds with build arg PORT=%q; DESIGN.md says it serves %s", composeFile, name, got, want)
+				t.Errorf("%s: service %q builds with build arg PORT=%q; docs/design.md says it serves %s", composeFile, name, got, want)
 			}
 			p, ok := s.published(want)
 			switch {
@@ -565,7 +565,7 @@ func TestAppServiceEnv(t *testing.T) {
 			}
 			for _, v := range requiredEnv(name) {
 				if s.Environment[v] == "" {
-					t.Errorf("%s: service %q does not set %s; its default (DESIGN.md \"Environment\") points at localhost or a dev-stack stand-in, which is wrong in a container", composeFile, name, v)
+					t.Errorf("%s: service %q does not set %s; its default (docs/design.md \"Environment\") points at localhost or a dev-stack stand-in, which is wrong in a container", composeFile, name, v)
 				}
 			}
 			// Tracing: spans go to the compose trace viewer's OTLP/HTTP
@@ -1351,7 +1351,7 @@ func TestMakefile(t *testing.T) {
 	}
 
 	// `make deps` serves `make run` and `make test` on the host, which reach
-	// PostgreSQL and RabbitMQ at DESIGN.md's defaults, localhost:5432 and
+	// PostgreSQL and RabbitMQ at docs/design.md's defaults, localhost:5432 and
 	// localhost:5672.
 	for name, hostPort := range map[string]string{"postgres": "5432", "rabbitmq": "5672"} {
 		s, ok := c.Services[name]

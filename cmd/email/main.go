@@ -1,6 +1,6 @@
 // Command email runs the email service alone (make run runs it inside
 // cmd/orderflow with the rest of the system). Configuration comes from the
-// environment; see services/email.ConfigFromEnv and DESIGN.md.
+// environment; see services/email.ConfigFromEnv and docs/design.md.
 package main
 
 import (

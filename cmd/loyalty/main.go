@@ -1,6 +1,6 @@
 // Command loyalty runs the loyalty service alone (make run runs it inside
 // cmd/orderflow with the rest of the system). Configuration comes from the
-// environment; see services/loyalty.ConfigFromEnv and DESIGN.md.
+// environment; see services/loyalty.ConfigFromEnv and docs/design.md.
 package main
 
 import (

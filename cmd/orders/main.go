@@ -1,6 +1,6 @@
 // Command orders runs the orders service alone (make run runs it inside
 // cmd/orderflow with the rest of the system). Configuration comes from the
-// environment; see services/orders.ConfigFromEnv and DESIGN.md.
+// environment; see services/orders.ConfigFromEnv and docs/design.md.
 package main
 
 import (

@@ -1,6 +1,6 @@
 // Command payments runs the payments service alone (make run runs it inside
 // cmd/orderflow with the rest of the system). Configuration comes from the
-// environment; see services/payments.ConfigFromEnv and DESIGN.md.
+// environment; see services/payments.ConfigFromEnv and docs/design.md.
 package main
 
 import (

@@ -1,6 +1,6 @@
 // Command warehouse runs the warehouse service alone (make run runs it
 // inside cmd/orderflow with the rest of the system). Configuration comes
-// from the environment; see services/warehouse.ConfigFromEnv and DESIGN.md.
+// from the environment; see services/warehouse.ConfigFromEnv and docs/design.md.
 package main
 
 import (

@@ -22,7 +22,7 @@ import (
 // to the high watermark listed first) is in check_db.go, check_kafka.go
 // and check_amqp.go; what each outcome must end as, in check_orders.go.
 
-// consumersOf names, for each topic, the services that consume it (DESIGN
+// consumersOf names, for each topic, the services that consume it (docs/design.md
 // "Processes and ports", each service's Spec.Topics): where a poison
 // record of the topic must be dead-lettered, and the groups whose lag on
 // it counts.

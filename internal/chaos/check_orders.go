@@ -22,7 +22,7 @@ type facts struct {
 type verdict struct {
 	missing []string // still to come
 	broken  []string // what rules this end out for good
-	races   []string // races DESIGN allows that this end took
+	races   []string // races docs/design.md allows that this end took
 }
 
 func (v verdict) reached() bool { return len(v.missing) == 0 && len(v.broken) == 0 }
@@ -102,7 +102,7 @@ var (
 )
 
 // endsOf are the ends each outcome allows (internal/loadgen shapes the
-// orders; DESIGN "Business rules" says where each ends).
+// orders; docs/design.md "Business rules" says where each ends).
 var endsOf = map[loadgen.Outcome][]orderEnd{
 	loadgen.Happy:             {happyEnd},
 	loadgen.Flaky:             {happyEnd},
@@ -145,7 +145,7 @@ func judgeOutOfStock(f facts) verdict {
 	return v
 }
 
-// The races DESIGN allows a cancelled order, as Counts names them.
+// The races docs/design.md allows a cancelled order, as Counts names them.
 const (
 	raceShipped = "shipped before the cancellation reached warehouse"
 	racePoints  = "points awarded before the cancellation reached loyalty"
@@ -154,7 +154,7 @@ const (
 // judgeCancelled: cancelled at the customer's request, which orders
 // recorded before it answered 202; refunded, or never charged when
 // payments saw the cancellation first; the pick cancelled, or never made.
-// Shipped anyway is DESIGN's known race (the warehouse shipped before the
+// Shipped anyway is docs/design.md's known race (the warehouse shipped before the
 // cancellation reached it).
 func judgeCancelled(f facts) verdict {
 	var v verdict
@@ -202,7 +202,7 @@ func (v *verdict) noPoints(f facts) {
 
 // pointsCancelled: a cancelled or refunded order gets no points, its
 // award dropped or never made, unless the award was made before the
-// cancellation reached loyalty (DESIGN: awarded after the delay "unless
+// cancellation reached loyalty (docs/design.md: awarded after the delay "unless
 // the order is cancelled before then"; no clawback).
 func (v *verdict) pointsCancelled(f facts) {
 	a := f.award

@@ -26,11 +26,11 @@ const (
 	queuePrefix    = "chaos."
 	brokerAddr     = "127.0.0.1:19092"
 	controlAddr    = "127.0.0.1:19093"
-	firstHTTPPort  = 18080 // orders; payments 18081, ... as in DESIGN, +10000
+	firstHTTPPort  = 18080 // orders; payments 18081, ... as in docs/design.md, +10000
 	extraHTTPPort  = 18090 // second instances for rebalancing
 )
 
-// services are the stack's services in DESIGN order; their HTTP ports
+// services are the stack's services in docs/design.md order; their HTTP ports
 // follow firstHTTPPort in this order.
 var services = registry.Names()
 

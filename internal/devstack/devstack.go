@@ -29,7 +29,7 @@ import (
 	"github.com/orderflow/orderflow/services/warehouse"
 )
 
-// EmbeddedAddr is where the embedded broker listens, as DESIGN says.
+// EmbeddedAddr is where the embedded broker listens, as docs/design.md says.
 const EmbeddedAddr = "127.0.0.1:9092"
 
 // DataDir holds the embedded broker's data and, when SMTP_ADDR is unset, the

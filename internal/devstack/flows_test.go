@@ -229,7 +229,7 @@ func count(names []string, name string) int {
 
 func status(s string) func(orderView) bool { return func(o orderView) bool { return o.Status == s } }
 
-// Every flow of DESIGN through the real stack, over HTTP only, with short
+// Every flow of docs/design.md through the real stack, over HTTP only, with short
 // delays: ship 100 ms, award 2 s (longer than the out-of-stock chain takes,
 // so a refund cancels the award before it is due).
 // emailView is an email as GET /emails shows it.

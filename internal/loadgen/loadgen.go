@@ -1,5 +1,5 @@
 // Package loadgen drives the orders API at a fixed rate, open loop, with a
-// mix of orders shaped for each end DESIGN describes (paid and shipped,
+// mix of orders shaped for each end docs/design.md describes (paid and shipped,
 // declined, flaky, fraud, out of stock, cancelled), and writes down every
 // accepted order with the outcome it was shaped for, so that a checker can
 // later see that each reached its end. orderflowctl load, the benchmarks

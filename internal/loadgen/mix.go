@@ -10,7 +10,7 @@ import (
 	"strings"
 )
 
-// Outcome is the end an order is shaped to reach (DESIGN "Business
+// Outcome is the end an order is shaped to reach (docs/design.md "Business
 // rules").
 type Outcome string
 
@@ -99,7 +99,7 @@ func outcomeNames() string {
 
 func isMixOutcome(o Outcome) bool { return slices.Contains(Outcomes, o) }
 
-// Limits of POST /orders that shape the orders (DESIGN "Business rules").
+// Limits of POST /orders that shape the orders (docs/design.md "Business rules").
 const (
 	maxUnitPriceCents = 10_000_000
 	maxQuantity       = 1000

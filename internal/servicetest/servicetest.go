@@ -200,7 +200,7 @@ func complete(t testing.TB, ev contract.Event) []byte {
 }
 
 // ProduceRaw writes value as ev's record: key = orderId, the CloudEvents
-// headers of DESIGN.md and x-correlation-id "test-<orderId>".
+// headers of docs/design.md and x-correlation-id "test-<orderId>".
 func (p *Producer) ProduceRaw(t testing.TB, ev contract.Event, value []byte) {
 	t.Helper()
 	if err := p.cl.ProduceSync(context.Background(), p.record(t, ev, value)).FirstErr(); err != nil {

@@ -96,7 +96,7 @@ func (c *Config) SetDefaults(name, httpAddr string) {
 	}
 }
 
-// FromEnv reads the shared variables of DESIGN.md into a Config for the
+// FromEnv reads the shared variables of docs/design.md into a Config for the
 // named service: POSTGRES_URL, KAFKA_BROKERS (empty: the dev stack's
 // broker), OUTBOX_RETENTION (a Go duration or days, "7d"),
 // <NAME>_HTTP_ADDR (default httpAddr), DATABASE_PREFIX (default

@@ -142,7 +142,7 @@ func (h *handler) handle(ctx context.Context, tx pgx.Tx, msgs []consumer.Message
 		}
 		// Every event joins the timeline and moves updated_at. The topic
 		// names the emitting service: each is named after the one service
-		// that emits on it (DESIGN "Topics"), as ce_source repeats.
+		// that emits on it (docs/design.md "Topics"), as ce_source repeats.
 		if !isChanged[o.ID] {
 			isChanged[o.ID] = true
 			changed = append(changed, o.ID)

@@ -116,7 +116,7 @@ const IdempotencyKeyHeader = "Idempotency-Key"
 //
 // A body over 64 KiB is refused with 413 before it is parsed. With an
 // Idempotency-Key, the first request answers 201 and a replay of the same
-// request answers 201 too, as DESIGN's contract says, with the same order (as
+// request answers 201 too, as docs/design.md says, with the same order (as
 // it is now: its status may have moved on), the same Location and
 // "Idempotent-Replayed: true"; the key with a different request answers 422.
 func (s *api) handleOrderCreate(w http.ResponseWriter, r *http.Request) {

@@ -405,7 +405,7 @@ func TestCreateOrder(t *testing.T) {
 		o.TotalCents != 2*1250+3*99 || !slices.Equal(o.Items, wantItems) || time.Since(o.CreatedAt) > time.Minute {
 		t.Errorf("order %+v", o)
 	}
-	// The POST answer is the DESIGN's subset; GET has the rest.
+	// The POST answer is the subset docs/design.md names; GET has the rest.
 	m := decode[map[string]any](t, resp.body)
 	for _, k := range []string{"id", "status", "customerId", "email", "items", "totalCents", "currency", "createdAt"} {
 		if _, ok := m[k]; !ok {

@@ -45,7 +45,7 @@ var (
 	ErrPaymentFailed = errors.New("order payment failed")
 )
 
-// Order statuses (DESIGN "Business rules"). An order starts placed; shipped,
+// Order statuses (docs/design.md "Business rules"). An order starts placed; shipped,
 // payment_failed and cancelled are final.
 const (
 	statusPlaced        = "placed"

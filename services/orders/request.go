@@ -11,7 +11,7 @@ import (
 	"github.com/orderflow/orderflow/pkg/httpserver"
 )
 
-// Limits of POST /orders, from DESIGN "Business rules". The string
+// Limits of POST /orders, from docs/design.md "Business rules". The string
 // fields' rules (lengths, email, currency, text without control
 // characters) are the contract's Fields, the one place that knows what the
 // event schemas accept.

@@ -12,7 +12,7 @@ import (
 	"github.com/orderflow/orderflow/pkg/service"
 )
 
-// checkRules restates DESIGN's business rules independently of the decoder,
+// checkRules restates docs/design.md's business rules independently of the decoder,
 // so the fuzz test catches a decoder that accepts what it must not.
 func checkRules(t *testing.T, req orderRequest) {
 	t.Helper()

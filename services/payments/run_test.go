@@ -231,7 +231,7 @@ func status(s, reason string) func(paymentJSON) bool {
 	return func(p paymentJSON) bool { return p.Status == s && p.Reason == reason }
 }
 
-// TestFlows drives each DESIGN flow through Kafka and checks the payment
+// TestFlows drives each flow of docs/design.md through Kafka and checks the payment
 // GET /payments shows and the events payments emits. Where a test must
 // show that something happened only once, it ends the order with a refund:
 // the order's events share one partition in commit order, so once the

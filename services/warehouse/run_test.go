@@ -251,7 +251,7 @@ func (b *bundle) noDeadLetters(t *testing.T, orderIDs ...string) {
 	}
 }
 
-// TestFlows drives each DESIGN flow through Kafka against a service that
+// TestFlows drives each flow of docs/design.md through Kafka against a service that
 // ships 50 ms after scheduling, and checks what GET /shipments and
 // GET /inventory show and what warehouse emits.
 func TestFlows(t *testing.T) {

@@ -9,7 +9,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 )
 
-// metrics are the consumer's Prometheus series (DESIGN "Observability").
+// metrics are the consumer's Prometheus series (docs/design.md "Observability").
 type metrics struct {
 	handled       *prometheus.CounterVec
 	handleSeconds *prometheus.HistogramVec

@@ -1,5 +1,5 @@
 // Package contract is Orderflow's event contract: the v1 event types of
-// DESIGN.md, the topic each is emitted on, and the JSON Schemas every event
+// docs/design.md, the topic each is emitted on, and the JSON Schemas every event
 // is checked against before it is written to an outbox and after it is
 // consumed. Released schemas never change; a breaking change is a new
 // version beside v1.

@@ -34,7 +34,7 @@ type Field struct {
 }
 
 // The fields the HTTP edges take from outside. Their length limits are
-// DESIGN's (customerId) or ours, never above a schema's maxLength.
+// docs/design.md's (customerId) or ours, never above a schema's maxLength.
 var (
 	// CustomerID is OrderPlaced's customerId, copied into the payment and
 	// loyalty events; also loyalty's GET /customers/{customerId}/points.

@@ -93,7 +93,7 @@ func TestEveryEventHasSchema(t *testing.T) {
 		}
 	}
 	if len(goNames) != 10 {
-		t.Errorf("got %d v1 events, DESIGN.md lists 10", len(goNames))
+		t.Errorf("got %d v1 events, docs/design.md lists 10", len(goNames))
 	}
 }
 

@@ -9,7 +9,7 @@ import (
 	"github.com/orderflow/orderflow/pkg/events/outbox/internal/outboxdb"
 )
 
-// metrics are the outbox's Prometheus series (DESIGN "Observability").
+// metrics are the outbox's Prometheus series (docs/design.md "Observability").
 type metrics struct {
 	published *prometheus.CounterVec
 	pending   *prometheus.Desc

@@ -26,7 +26,7 @@ const notifyChannel = "orderflow_outbox"
 
 // Wake-up timing. A NOTIFY is sent at most once per notifyEvery, outside any
 // order transaction: a NOTIFY inside each transaction would serialize
-// commits (DESIGN "Hard parts"). The fallback poll starts at minPoll after
+// commits (docs/design.md "Hard parts"). The fallback poll starts at minPoll after
 // activity and doubles up to Config.MaxPoll while idle.
 const (
 	notifyEvery      = 5 * time.Millisecond

@@ -16,7 +16,7 @@ import (
 )
 
 // Topology names a work queue and its retry and dead-letter plumbing. With
-// Exchange "email", Queue "email.send" and RoutingKey "send" (DESIGN):
+// Exchange "email", Queue "email.send" and RoutingKey "send" (docs/design.md):
 //
 //	exchange email (direct)       --send-->          queue email.send
 //	exchange email.retry (direct) --email.retry.N--> queue email.retry.N
@@ -42,7 +42,7 @@ type Topology struct {
 	DeliveryLimit int
 }
 
-// EmailTopology is DESIGN's email topology with the given retry delays.
+// EmailTopology is docs/design.md's email topology with the given retry delays.
 func EmailTopology(delays []time.Duration) Topology {
 	return Topology{Exchange: "email", Queue: "email.send", RoutingKey: "send", RetryDelays: delays}
 }
