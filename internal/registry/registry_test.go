@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"go.yaml.in/yaml/v3"
@@ -40,6 +41,28 @@ func TestEveryServiceIsRegistered(t *testing.T) {
 			if _, err := os.Stat(filepath.Join(root, dir, s.Name)); err != nil {
 				t.Errorf("registered service %s has no %s/%s", s.Name, dir, s.Name)
 			}
+		}
+	}
+}
+
+// Every service that consumes runs the conformance suite
+// (servicetest.RunConformance) in a test of its own package.
+func TestEveryConsumerRunsTheConformanceSuite(t *testing.T) {
+	for _, s := range registry.Services {
+		if len(s.Consumes) == 0 {
+			continue
+		}
+		dir := filepath.Join(root, "services", s.Name)
+		tests, err := filepath.Glob(filepath.Join(dir, "*_test.go"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		runs := slices.ContainsFunc(tests, func(path string) bool {
+			src, err := os.ReadFile(path)
+			return err == nil && strings.Contains(string(src), "servicetest.RunConformance(")
+		})
+		if !runs {
+			t.Errorf("services/%s consumes %v but no test of it runs servicetest.RunConformance", s.Name, s.Consumes)
 		}
 	}
 }

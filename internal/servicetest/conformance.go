@@ -25,6 +25,9 @@ type Conformance struct {
 	Name string // the service's name: group orderflow-<name>, dlq.<name>
 	// Run runs the service with the suite's shared settings.
 	Run func(ctx context.Context, cfg service.Config) error
+	// Prepare, when set, writes what must exist before the order's Input
+	// is produced, in the service's database (orders: the order itself).
+	Prepare func(ctx context.Context, pool *pgxpool.Pool, orderID string) error
 	// Input is what makes the service act for a new order: events it
 	// consumes, produced in order.
 	Input func(orderID string) []contract.Event
@@ -148,6 +151,7 @@ func newOrderID() string { return uuid.Must(uuid.NewV7()).String() }
 // produce writes the order's input and returns its records as written.
 func (s *suite) produce(t *testing.T, id string) []*kgo.Record {
 	t.Helper()
+	s.prepare(t, id)
 	var recs []*kgo.Record
 	for _, ev := range s.c.Input(id) {
 		recs = append(recs, s.producer.ProduceAt(t, ev))
@@ -162,10 +166,21 @@ func (s *suite) produceMany(t *testing.T, n int) []string {
 	var evs []contract.Event
 	for i := range ids {
 		ids[i] = newOrderID()
+		s.prepare(t, ids[i])
 		evs = append(evs, s.c.Input(ids[i])...)
 	}
 	s.producer.ProduceAll(t, evs...)
 	return ids
+}
+
+func (s *suite) prepare(t *testing.T, id string) {
+	t.Helper()
+	if s.c.Prepare == nil {
+		return
+	}
+	if err := s.c.Prepare(context.Background(), s.pool, id); err != nil {
+		t.Fatalf("prepare order %s: %v", id, err)
+	}
 }
 
 func (s *suite) effects(t *testing.T, id string) int {
