@@ -23,7 +23,7 @@ SQLC := $(GO) tool -modfile=tools/go.mod sqlc
 ## generate: sqlc code and the event catalogue
 generate:
 	$(SQLC) generate
-	$(GO) generate ./pkg/events/contract
+	$(GO) generate ./pkg/events/contract ./internal/asyncapi
 
 ## check-generated: fail when generated code is stale
 check-generated:

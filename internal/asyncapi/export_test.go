@@ -1,0 +1,4 @@
+package asyncapi
+
+// PayloadSchema is payloadSchema, for the test of what it refuses.
+var PayloadSchema = payloadSchema
