@@ -28,9 +28,7 @@ func ServerURL() string {
 func NewDatabase(t testing.TB) string {
 	t.Helper()
 	ctx := context.Background()
-	b := make([]byte, 6)
-	_, _ = rand.Read(b)
-	name := "orderflow_test_" + hex.EncodeToString(b)
+	name := randomName()
 	url, err := postgres.EnsureDatabase(ctx, ServerURL(), name)
 	if err != nil {
 		t.Fatalf("pgtest: %v (is PostgreSQL running? see README)", err)
@@ -41,6 +39,40 @@ func NewDatabase(t testing.TB) string {
 		}
 	})
 	return url
+}
+
+// NewOwner bootstraps a database for t owned by a role of its own, both
+// named orderflow_test_<random> (postgres.Bootstrap: what a service runs
+// as), and drops both when t ends.
+func NewOwner(t testing.TB) postgres.Owner {
+	t.Helper()
+	name := randomName()
+	o := postgres.Owner{Database: name, Role: name}
+	if err := postgres.Bootstrap(context.Background(), ServerURL(), o); err != nil {
+		t.Fatalf("pgtest: %v (is PostgreSQL running? see README)", err)
+	}
+	t.Cleanup(func() {
+		if err := postgres.DropOwner(context.Background(), ServerURL(), o); err != nil {
+			t.Logf("pgtest: drop %s: %v", o.Database, err)
+		}
+	})
+	return o
+}
+
+// OwnerURL is the URL of o's database as its role.
+func OwnerURL(t testing.TB, o postgres.Owner) string {
+	t.Helper()
+	u, err := postgres.AsRole(ServerURL(), o.Database, o.Role, o.Password)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
+}
+
+func randomName() string {
+	b := make([]byte, 6)
+	_, _ = rand.Read(b)
+	return "orderflow_test_" + hex.EncodeToString(b)
 }
 
 // NewPool creates a database for t and returns a small pool on it, closed
