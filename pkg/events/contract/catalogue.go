@@ -9,7 +9,7 @@ import (
 	"strings"
 )
 
-// catalogueOrder is the order events appear in the catalogue: DESIGN.md's,
+// catalogueOrder is the order events appear in the catalogue: docs/design.md's,
 // which follows an order through the pipeline. Events not listed come last,
 // by name.
 var catalogueOrder = []string{
@@ -126,9 +126,9 @@ func renderEvent(b *bytes.Buffer, f schemaFile) error {
 	topic, _ := TopicOf(f.name)
 	fmt.Fprintf(b, "## %s v%d\n\n", f.name, f.version)
 	fmt.Fprintf(b, "- Topic: `%s`\n", topic)
-	// One topic per emitting service, named after it (DESIGN.md).
+	// One topic per emitting service, named after it (docs/design.md).
 	fmt.Fprintf(b, "- Emitter: the %s service\n", topic)
-	fmt.Fprintf(b, "- Schema: [%s](../pkg/events/contract/%s) (`$id` %s)\n\n", f.path, f.path, s.ID)
+	fmt.Fprintf(b, "- Schema: [%s](../pkg/events/contract/%s) (`$id` `%s`)\n\n", f.path, f.path, s.ID)
 	fmt.Fprintf(b, "%s\n\n", s.Description)
 	b.WriteString("| Field | Type | Required | Description |\n|---|---|---|---|\n")
 	renderFields(b, "", &s)
