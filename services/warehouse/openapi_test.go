@@ -1,0 +1,44 @@
+package warehouse
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/orderflow/orderflow/internal/servicetest"
+)
+
+// TestOpenAPI holds openapi.json to the running service: its routes, and
+// the answer to each case (servicetest.CheckOpenAPI). The shipment is
+// still scheduled when asked for (an hour's ship delay).
+func TestOpenAPI(t *testing.T) {
+	t.Parallel()
+	b := setup(t, time.Hour)
+	id, sku := newID(), newSKU("openapi")
+	b.in.Produce(t, captured(id, item(sku, 2)))
+	servicetest.WaitJSON(t, b.base+"/shipments/"+id, func(s shipmentJSON) bool { return s.Status == statusScheduled })
+	long := strings.Repeat("s", 65)
+	servicetest.CheckOpenAPI(t, servicetest.OpenAPITest{
+		Document: OpenAPI,
+		Routes:   (&api{}).routes,
+		BaseURL:  b.base,
+		Cases: []servicetest.OpenAPICase{
+			{Method: http.MethodGet, Target: "/shipments/" + id, Status: http.StatusOK},
+			{Method: http.MethodGet, Target: "/shipments/" + newID(), Status: http.StatusNotFound},
+			{Method: http.MethodGet, Target: "/shipments/not-a-uuid", Status: http.StatusNotFound},
+			{Method: http.MethodGet, Target: "/inventory/" + sku, Status: http.StatusOK},
+			{Method: http.MethodGet, Target: "/inventory/" + long, Status: http.StatusUnprocessableEntity},
+			{Method: http.MethodPut, Target: "/inventory/" + sku, Example: "seed", Status: http.StatusOK},
+			{Method: http.MethodPut, Target: "/inventory/" + sku, Body: `{"available":10`, Status: http.StatusBadRequest},
+			{Method: http.MethodPut, Target: "/inventory/" + sku, Body: strings.Repeat(" ", 5<<10) + `{"available":1}`, Status: http.StatusRequestEntityTooLarge},
+			{Method: http.MethodPut, Target: "/inventory/" + sku, Body: `{"available":-1,"colour":"red"}`, Status: http.StatusUnprocessableEntity},
+			{Method: http.MethodPut, Target: "/inventory/" + long, Example: "seed", Status: http.StatusUnprocessableEntity},
+		},
+		Unprovoked: map[string]string{
+			"GET /shipments/{orderId} 503": "needs PostgreSQL away while the service runs",
+			"GET /inventory/{sku} 503":     "needs PostgreSQL away while the service runs",
+			"PUT /inventory/{sku} 503":     "needs PostgreSQL away while the service runs",
+		},
+	})
+}
