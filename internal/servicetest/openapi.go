@@ -53,12 +53,13 @@ type OpenAPITest struct {
 	Routes func(chi.Router)
 	// BaseURL is the running service, e.g. "http://127.0.0.1:41234".
 	BaseURL string
-	// Cases are sent in order, each one after the last has answered.
+	// Cases are sent in order, each one after the last has answered, then
+	// sharedCases.
 	Cases []OpenAPICase
 	// Unprovoked are the documented answers no case can provoke, keyed
-	// "GET /readyz 503", each with the reason: the only codes allowed to
-	// go unseen. An entry for an answer that was seen, or is not
-	// documented, is an error too.
+	// "GET /payments/{orderId} 503", each with the reason: the only codes
+	// allowed to go unseen besides sharedUnprovoked. An entry for an answer
+	// that was seen, or is not documented, is an error too.
 	Unprovoked map[string]string
 	// Client sends the cases; nil is a client with a 10 s timeout.
 	Client *http.Client
@@ -90,6 +91,19 @@ func (c OpenAPICase) String() string {
 	return s
 }
 
+// sharedCases ask for what httpserver.NewRouter serves on every service
+// (pkg/service.Run builds on it): the checker holds each document to them.
+var sharedCases = []OpenAPICase{
+	{Method: http.MethodGet, Target: "/healthz", Status: http.StatusOK},
+	{Method: http.MethodGet, Target: "/readyz", Status: http.StatusOK},
+	{Method: http.MethodGet, Target: "/metrics", Status: http.StatusOK},
+}
+
+// sharedUnprovoked are the shared answers no case provokes.
+var sharedUnprovoked = map[string]string{
+	"GET /readyz 503": "needs a check failing, i.e. PostgreSQL or a broker away; pkg/httpserver's health tests answer it",
+}
+
 // CheckOpenAPI fails t for each way the document and the service part:
 // the document is not valid OpenAPI 3.1 (the official schema); a route the
 // service serves is not documented, or a documented one is not served; a
@@ -118,12 +132,14 @@ func (s OpenAPITest) Check() []error {
 		client = &http.Client{Timeout: 10 * time.Second}
 	}
 	sent := map[string]bool{} // "op example" sent
-	for _, c := range s.Cases {
+	for _, c := range slices.Concat(s.Cases, sharedCases) {
 		if err := d.run(client, s.BaseURL, c, sent); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", c, err))
 		}
 	}
-	return append(errs, d.coverage(s.Unprovoked, sent)...)
+	unprovoked := maps.Clone(sharedUnprovoked)
+	maps.Copy(unprovoked, s.Unprovoked)
+	return append(errs, d.coverage(unprovoked, sent)...)
 }
 
 // doc is a parsed document and what the cases saw of it.
