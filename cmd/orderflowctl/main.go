@@ -86,9 +86,13 @@ const usage = `usage:
       a new service consuming those topics (an append-only log of their
       events per order, GET /NAME/{orderId}), registered and wired into the
       dev stack, compose, prometheus.yml and sqlc.yaml; run at the repo root
+  orderflowctl db bootstrap
+      every service's database and its role, owning it and nothing else, made
+      as POSTGRES_ADMIN_URL's superuser (default POSTGRES_URL); idempotent.
+      Passwords from <SERVICE>_POSTGRES_PASSWORD
 environment: POSTGRES_URL (default ` + postgres.DefaultURL + `),
   KAFKA_BROKERS (default ` + service.DefaultBroker + `), AMQP_URL and
-  EMAIL_RETRY_DELAYS (as the email service reads them); trace:
+  EMAIL_RETRY_DELAYS (as the email service reads them); trace and db:
   DATABASE_PREFIX (default orderflow_); load: ORDERS_URL
   (default http://localhost:8080), WAREHOUSE_URL (http://localhost:8082),
   FRAUD_LIMIT_CENTS (1000000)`
@@ -119,6 +123,8 @@ func run(ctx context.Context, args []string, out io.Writer, now time.Time) error
 		return load(ctx, args[1:], out, os.Stderr)
 	case len(args) >= 2 && args[0] == "new" && args[1] == "service":
 		return newService(args[2:], ".", out)
+	case len(args) >= 2 && args[0] == "db" && args[1] == "bootstrap":
+		return dbBootstrap(ctx, args[2:], out)
 	case len(args) >= 1 && args[0] == "trace":
 		return traceCmd(ctx, args[1:], out, now)
 	}

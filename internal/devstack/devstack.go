@@ -21,6 +21,7 @@ import (
 	"github.com/orderflow/orderflow/pkg/config"
 	"github.com/orderflow/orderflow/pkg/events/kafka"
 	"github.com/orderflow/orderflow/pkg/events/outbox"
+	"github.com/orderflow/orderflow/pkg/postgres"
 	"github.com/orderflow/orderflow/pkg/service"
 	"github.com/orderflow/orderflow/services/email"
 	"github.com/orderflow/orderflow/services/loyalty"
@@ -123,6 +124,7 @@ func Run(ctx context.Context, out io.Writer, opts Options) error {
 	level := env.LogLevel("LOG_LEVEL", "info")
 	format := env.OneOf("LOG_FORMAT", "json", "json", "text")
 	brokers := kafka.ParseBrokers(env.String("KAFKA_BROKERS", ""))
+	adminURL := service.AdminURL(env)
 	if err := env.Err(); err != nil {
 		return err
 	}
@@ -157,6 +159,15 @@ func Run(ctx context.Context, out io.Writer, opts Options) error {
 			return err
 		}
 		stack = append(stack, prepared{u.name, cfg, run})
+	}
+
+	// Each service runs as a role owning its database and nothing else;
+	// the superuser makes them first (what `orderflowctl db bootstrap`
+	// does for a stack started otherwise).
+	for _, p := range stack {
+		if err := postgres.Bootstrap(ctx, adminURL, p.cfg.Owner()); err != nil {
+			return fmt.Errorf("%s: %w (is PostgreSQL up? %s names the superuser that makes the services' roles; default POSTGRES_URL's)", p.name, err, service.AdminURLVar)
+		}
 	}
 
 	g, gctx := errgroup.WithContext(ctx)

@@ -34,7 +34,9 @@ func NewDatabase(t testing.TB) string {
 		t.Fatalf("pgtest: %v (is PostgreSQL running? see README)", err)
 	}
 	t.Cleanup(func() {
-		if err := postgres.DropDatabase(context.Background(), ServerURL(), name); err != nil {
+		// And the role of that name, should a bootstrap have made one (a
+		// dev stack under test makes one per service database).
+		if err := postgres.DropOwner(context.Background(), ServerURL(), postgres.Owner{Database: name, Role: name}); err != nil {
 			t.Logf("pgtest: drop %s: %v", name, err)
 		}
 	})

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -27,18 +26,17 @@ import (
 )
 
 // Config is the shared configuration of a service under test: a fresh
-// database (dropped when t ends), a free port, the broker, a small pool and
+// database owned by a role of its own, as postgres.Bootstrap makes them
+// (both dropped when t ends), a free port, the broker, a small pool and
 // a 1 ms first retry backoff.
 func Config(t testing.TB, broker *kafkatest.Broker) service.Config {
 	t.Helper()
-	u, err := url.Parse(pgtest.NewDatabase(t))
-	if err != nil {
-		t.Fatal(err)
-	}
+	owner := pgtest.NewOwner(t)
 	return service.Config{
 		HTTPAddr:     testenv.FreeAddr(t),
 		PostgresURL:  pgtest.ServerURL(),
-		Database:     strings.TrimPrefix(u.Path, "/"),
+		Database:     owner.Database,
+		Role:         owner.Role,
 		MaxConns:     4,
 		Brokers:      broker.Addrs,
 		RetryBackoff: time.Millisecond,

@@ -19,14 +19,21 @@ import (
 // Config is the configuration every service shares. Zero fields take the
 // defaults of SetDefaults.
 type Config struct {
-	Name            string        // "payments": database orderflow_payments, group orderflow-payments, ce_source orderflow/payments
-	HTTPAddr        string        // listen address, from <NAME>_HTTP_ADDR
-	PostgresURL     string        // the server; the service uses its database Database on it
-	Database        string        // default "orderflow_<name>"
-	MaxConns        int32         // the service pool's size; default DefaultMaxConns
-	Brokers         []string      // Kafka seed brokers; default the dev stack's 127.0.0.1:9092
-	OutboxRetention time.Duration // published outbox rows are kept this long; default 7 days
-	ShutdownTimeout time.Duration // how long in-flight requests may finish after ctx is done; default 7s
+	Name        string // "payments": database orderflow_payments, group orderflow-payments, ce_source orderflow/payments
+	HTTPAddr    string // listen address, from <NAME>_HTTP_ADDR
+	PostgresURL string // the server; the service uses its database Database on it, as its role Role
+	Database    string // default "orderflow_<name>"
+	// Role is the PostgreSQL role the service connects as, whatever user
+	// PostgresURL names, and PostgresPassword its password
+	// (<NAME>_POSTGRES_PASSWORD; "" for a trust server). The role owns
+	// Database and nothing else; postgres.Bootstrap (orderflowctl db
+	// bootstrap, make run) creates both. "" is Database's name (RoleName).
+	Role             string
+	PostgresPassword string
+	MaxConns         int32         // the service pool's size; default DefaultMaxConns
+	Brokers          []string      // Kafka seed brokers; default the dev stack's 127.0.0.1:9092
+	OutboxRetention  time.Duration // published outbox rows are kept this long; default 7 days
+	ShutdownTimeout  time.Duration // how long in-flight requests may finish after ctx is done; default 7s
 
 	// RetryBackoff is the consumer's first retry backoff (consumer.Config
 	// BaseBackoff); zero takes the consumer's default. Tests shorten it.
@@ -119,6 +126,7 @@ func FromEnv(e *config.Env, name, httpAddr string) Config {
 		}
 		c.Database = prefix + name
 	}
+	c.PostgresPassword = e.String(PasswordVar(name), "")
 	c.QuietSteps = e.OneOf("LOG_ORDER_STEPS", "on", "on", "off") == "off"
 	c.Telemetry = telemetry.SettingsFromEnv()
 	if _, err := c.Telemetry.Enabled(); err != nil {
@@ -155,6 +163,34 @@ func maxConns(e *config.Env, name string, def int32) int32 {
 // MaxConnsVar is the variable setting one service's pool size over
 // POSTGRES_MAX_CONNS, e.g. PAYMENTS_POSTGRES_MAX_CONNS.
 func MaxConnsVar(name string) string { return strings.ToUpper(name) + "_POSTGRES_MAX_CONNS" }
+
+// PasswordVar is the variable holding a service's PostgreSQL password,
+// e.g. PAYMENTS_POSTGRES_PASSWORD.
+func PasswordVar(name string) string { return strings.ToUpper(name) + "_POSTGRES_PASSWORD" }
+
+// AdminURLVar names the superuser's URL the bootstrap runs as
+// (postgres.Bootstrap); unset, POSTGRES_URL's.
+const AdminURLVar = "POSTGRES_ADMIN_URL"
+
+// AdminURL is the bootstrap's URL from the environment: POSTGRES_ADMIN_URL,
+// else POSTGRES_URL, else postgres.DefaultURL.
+func AdminURL(e *config.Env) string {
+	return e.String(AdminURLVar, e.String("POSTGRES_URL", postgres.DefaultURL))
+}
+
+// RoleName is the role the service connects as: Role, else its
+// database's name.
+func (c Config) RoleName() string {
+	if c.Role != "" {
+		return c.Role
+	}
+	return c.Database
+}
+
+// Owner is the database and role postgres.Bootstrap makes for the service.
+func (c Config) Owner() postgres.Owner {
+	return postgres.Owner{Database: c.Database, Role: c.RoleName(), Password: c.PostgresPassword}
+}
 
 // ApplicationName is what the service's connections call themselves in
 // pg_stat_activity (its pool; its relay adds "-relay", database creation
@@ -198,6 +234,7 @@ func (c Config) LogValue() slog.Value {
 		slog.String("http_addr", c.HTTPAddr),
 		slog.String("postgres_url", pg),
 		slog.String("database", c.Database),
+		slog.String("role", c.RoleName()),
 		slog.Int("postgres_max_conns", int(c.MaxConns)),
 		slog.Any("brokers", c.Brokers),
 		slog.Duration("outbox_retention", c.OutboxRetention),

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -73,11 +74,12 @@ func TestNoRelayWithoutEmits(t *testing.T) {
 func startService(t *testing.T, name string, spec service.Spec) (*kafkatest.Broker, string) {
 	t.Helper()
 	b := kafkatest.Start(t)
-	dbURL := pgtest.NewDatabase(t)
+	owner := pgtest.NewOwner(t)
+	dbURL := pgtest.OwnerURL(t, owner)
 	addr := testenv.FreeAddr(t)
 	cfg := service.Config{
 		Name: name, HTTPAddr: addr, PostgresURL: pgtest.ServerURL(), Brokers: b.Addrs,
-		Database: pgtest.DatabaseName(t, dbURL),
+		Database: owner.Database, Role: owner.Role,
 	}
 	cfg.SetDefaults(name, addr)
 	spec.Setup = func(service.Deps) (service.Parts, error) {
@@ -102,4 +104,28 @@ func randHex() string {
 	p := make([]byte, 4)
 	_, _ = rand.Read(p)
 	return hex.EncodeToString(p)
+}
+
+// A service connects as its own role, never as a superuser, and says how
+// to make the role when it is missing.
+func TestRunRefusesSuperuserAndSaysHowToBootstrap(t *testing.T) {
+	t.Parallel()
+	b := kafkatest.Start(t)
+	owner := pgtest.NewOwner(t)
+	run := func(role string) error {
+		addr := testenv.FreeAddr(t)
+		cfg := service.Config{Name: "svc", HTTPAddr: addr, PostgresURL: pgtest.ServerURL(), Brokers: b.Addrs,
+			Database: owner.Database, Role: role}
+		cfg.SetDefaults("svc", addr)
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		return service.Run(ctx, cfg, service.Spec{Setup: func(service.Deps) (service.Parts, error) { return service.Parts{}, nil }},
+			slog.New(slog.DiscardHandler))
+	}
+	if err := run("postgres"); err == nil || !strings.Contains(err.Error(), "superuser") {
+		t.Errorf("as the superuser postgres: %v, want refused", err)
+	}
+	if err := run(owner.Role + "_missing"); err == nil || !strings.Contains(err.Error(), "orderflowctl db bootstrap") {
+		t.Errorf("as a role never bootstrapped: %v, want an error naming orderflowctl db bootstrap", err)
+	}
 }

@@ -164,11 +164,7 @@ func Run(ctx context.Context, cfg Config, spec Spec, log *slog.Logger) error {
 		log.Info("tracing on", "otlp_endpoint", cfg.Telemetry.Endpoint)
 	}
 
-	dbURL, err := postgres.EnsureDatabase(ctx, cfg.PostgresURL, cfg.Database)
-	if err != nil {
-		return err
-	}
-	pool, err := postgres.Connect(ctx, dbURL, cfg.MaxConns, postgres.Traced(tp))
+	pool, err := connect(ctx, cfg, tp)
 	if err != nil {
 		return err
 	}
@@ -312,4 +308,29 @@ func Run(ctx context.Context, cfg Config, spec Spec, log *slog.Logger) error {
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// connect opens the service's pool on its database as its role, and
+// refuses a superuser: a service must not be able to reach any other
+// service's data.
+func connect(ctx context.Context, cfg Config, tp trace.TracerProvider) (*pgxpool.Pool, error) {
+	dbURL, err := postgres.AsRole(cfg.PostgresURL, cfg.Database, cfg.RoleName(), cfg.PostgresPassword)
+	if err != nil {
+		return nil, err
+	}
+	pool, err := postgres.Connect(ctx, dbURL, cfg.MaxConns, postgres.Traced(tp))
+	if err != nil {
+		return nil, fmt.Errorf("%w (%s connects to its database %s as role %s: create both with `orderflowctl db bootstrap` as a superuser, which make run does; the password is %s)",
+			err, cfg.Name, cfg.Database, cfg.RoleName(), PasswordVar(cfg.Name))
+	}
+	var super bool
+	if err := pool.QueryRow(ctx, "SELECT rolsuper FROM pg_roles WHERE rolname = current_user").Scan(&super); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("look up role %s: %w", cfg.RoleName(), err)
+	}
+	if super {
+		pool.Close()
+		return nil, fmt.Errorf("%s: role %s is a superuser; a service runs as a role that owns its database and nothing else (orderflowctl db bootstrap makes one)", cfg.Name, cfg.RoleName())
+	}
+	return pool, nil
 }

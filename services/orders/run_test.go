@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"log/slog"
 	"net/http"
-	"net/url"
-	"strings"
 	"testing"
 	"time"
 
@@ -27,14 +25,12 @@ import (
 func TestRun(t *testing.T) {
 	t.Parallel()
 	broker := kafkatest.Start(t)
-	u, err := url.Parse(pgtest.NewDatabase(t)) // created here, so it is dropped after
-	if err != nil {
-		t.Fatal(err)
-	}
+	owner := pgtest.NewOwner(t)
 	cfg := Config{Config: service.Config{
 		HTTPAddr:    testenv.FreeAddr(t),
 		PostgresURL: pgtest.ServerURL(),
-		Database:    strings.TrimPrefix(u.Path, "/"),
+		Database:    owner.Database,
+		Role:        owner.Role,
 		MaxConns:    4,
 		Brokers:     broker.Addrs,
 	}}
@@ -126,14 +122,12 @@ func TestRun(t *testing.T) {
 // keeps their events in the outbox; /readyz says why it is not ready.
 func TestRunWithBrokerDown(t *testing.T) {
 	t.Parallel()
-	u, err := url.Parse(pgtest.NewDatabase(t))
-	if err != nil {
-		t.Fatal(err)
-	}
+	owner := pgtest.NewOwner(t)
 	cfg := Config{Config: service.Config{
 		HTTPAddr:    testenv.FreeAddr(t),
 		PostgresURL: pgtest.ServerURL(),
-		Database:    strings.TrimPrefix(u.Path, "/"),
+		Database:    owner.Database,
+		Role:        owner.Role,
 		MaxConns:    4,
 		Brokers:     []string{testenv.FreeAddr(t)}, // nothing listens there
 	}}

@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"net/url"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -40,15 +38,13 @@ type bundle struct {
 func setup(t *testing.T) *bundle {
 	t.Helper()
 	broker := kafkatest.Start(t)
-	u, err := url.Parse(pgtest.NewDatabase(t))
-	if err != nil {
-		t.Fatal(err)
-	}
+	owner := pgtest.NewOwner(t)
 	cfg := Config{
 		Config: service.Config{
 			HTTPAddr:     testenv.FreeAddr(t),
 			PostgresURL:  pgtest.ServerURL(),
-			Database:     strings.TrimPrefix(u.Path, "/"),
+			Database:     owner.Database,
+			Role:         owner.Role,
 			MaxConns:     4,
 			Brokers:      broker.Addrs,
 			RetryBackoff: time.Millisecond,
@@ -67,6 +63,7 @@ func setup(t *testing.T) *bundle {
 		return resp.StatusCode == http.StatusOK
 	})
 
+	var err error
 	b.producer, err = kgo.NewClient(kgo.SeedBrokers(broker.Addrs...))
 	if err != nil {
 		t.Fatal(err)
