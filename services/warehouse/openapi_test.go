@@ -1,28 +1,37 @@
 package warehouse
 
 import (
+	"context"
+	"log/slog"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/orderflow/orderflow/internal/kafkatest"
 	"github.com/orderflow/orderflow/internal/servicetest"
+	"github.com/orderflow/orderflow/internal/testenv"
 )
 
 // TestOpenAPI holds openapi.json to the running service: its routes, and
 // the answer to each case (servicetest.CheckOpenAPI). The shipment is
-// still scheduled when asked for (an hour's ship delay).
+// still scheduled when asked for (an hour's ship delay). The service
+// migrates its own database, as in production.
 func TestOpenAPI(t *testing.T) {
 	t.Parallel()
-	b := setup(t, time.Hour)
+	broker := kafkatest.Start(t)
+	cfg := Config{Config: servicetest.Config(t, broker), DefaultStock: 1000, ShipDelay: time.Hour}
+	testenv.Start(t, func(ctx context.Context) error { return Run(ctx, cfg, slog.New(slog.NewTextHandler(t.Output(), nil))) })
+	base := "http://" + cfg.HTTPAddr
+	servicetest.WaitReady(t, base)
 	id, sku := newID(), newSKU("openapi")
-	b.in.Produce(t, captured(id, item(sku, 2)))
-	servicetest.WaitJSON(t, b.base+"/shipments/"+id, func(s shipmentJSON) bool { return s.Status == statusScheduled })
+	servicetest.NewProducer(t, broker).Produce(t, captured(id, item(sku, 2)))
+	servicetest.WaitJSON(t, base+"/shipments/"+id, func(s shipmentJSON) bool { return s.Status == statusScheduled })
 	long := strings.Repeat("s", 65)
 	servicetest.CheckOpenAPI(t, servicetest.OpenAPITest{
 		Document: OpenAPI,
 		Routes:   (&api{}).routes,
-		BaseURL:  b.base,
+		BaseURL:  base,
 		Cases: []servicetest.OpenAPICase{
 			{Method: http.MethodGet, Target: "/shipments/" + id, Status: http.StatusOK},
 			{Method: http.MethodGet, Target: "/shipments/" + newID(), Status: http.StatusNotFound},
