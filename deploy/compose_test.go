@@ -280,11 +280,24 @@ func sortedKeys[V any](m map[string]V) []string {
 	return keys
 }
 
-// appServices are the services built from the Dockerfile: Orderflow's own.
-func (c *composeSpec) appServices() []string {
+// built are the services built from the Dockerfile: Orderflow's own and
+// its jobs (db-bootstrap).
+func (c *composeSpec) built() []string {
 	var names []string
 	for _, name := range sortedKeys(c.Services) {
 		if c.Services[name].Build != nil {
+			names = append(names, name)
+		}
+	}
+	return names
+}
+
+// appServices are the long-running services built from the Dockerfile:
+// Orderflow's own.
+func (c *composeSpec) appServices() []string {
+	var names []string
+	for _, name := range sortedKeys(c.Services) {
+		if c.Services[name].Build != nil && !c.oneShot(name) {
 			names = append(names, name)
 		}
 	}
@@ -546,6 +559,8 @@ func TestAppServiceEnv(t *testing.T) {
 			if len(read) == 0 {
 				t.Fatalf("found no environment variables read in %s: has the way config is read changed? update envReadPattern", strings.Join(dirs, ", "))
 			}
+			// Read through service.PasswordVar, not a literal.
+			read[strings.ToUpper(name)+"_POSTGRES_PASSWORD"] = true
 			// The OpenTelemetry SDK reads the standard OTEL_* variables
 			// itself, so they count as read when the code uses it.
 			usesOTel := usesOTelSDK(t, dirs...)
@@ -609,6 +624,52 @@ func TestAppServiceEnv(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestDBBootstrap checks the job that makes every service's database and
+// role: orderflowctl db bootstrap, as the superuser, after PostgreSQL is
+// healthy and before any service starts; the services' own URLs carry no
+// superuser's credentials (they connect as their roles).
+func TestDBBootstrap(t *testing.T) {
+	c := loadCompose(t)
+	job, ok := c.Services["db-bootstrap"]
+	if !ok {
+		t.Fatalf("%s: no service db-bootstrap (orderflowctl db bootstrap): the services could not connect as their roles", composeFile)
+	}
+	if job.Build == nil || job.Build.Args["SERVICE"] != "orderflowctl" || strings.Join(job.Command, " ") != "db bootstrap" {
+		t.Errorf("%s: db-bootstrap must build SERVICE=orderflowctl and run [db, bootstrap]; it runs %q", composeFile, strings.Join(job.Command, " "))
+	}
+	if !c.oneShot("db-bootstrap") {
+		t.Errorf("%s: nothing waits for db-bootstrap to complete", composeFile)
+	}
+	if job.DependsOn["postgres"] != "service_healthy" {
+		t.Errorf("%s: db-bootstrap must wait for postgres to be healthy", composeFile)
+	}
+	admin := job.Environment["POSTGRES_ADMIN_URL"]
+	if err := checkURL(c, admin, "postgres", "5432"); err != nil {
+		t.Errorf("%s: db-bootstrap: POSTGRES_ADMIN_URL=%s: %v", composeFile, admin, err)
+	} else if u, _ := url.Parse(admin); u.User.Username() != "postgres" {
+		t.Errorf("%s: db-bootstrap: POSTGRES_ADMIN_URL=%s; want the image's superuser, postgres", composeFile, admin)
+	}
+	read := envVarsRead(t, "cmd/orderflowctl", "pkg", "internal")
+	for _, v := range sortedKeys(job.Environment) {
+		if !read[v] && !strings.HasSuffix(v, "_POSTGRES_PASSWORD") {
+			t.Errorf("%s: db-bootstrap sets %s, which orderflowctl never reads", composeFile, v)
+		}
+	}
+	for _, name := range c.appServices() {
+		s := c.Services[name]
+		if s.DependsOn["db-bootstrap"] != "service_completed_successfully" {
+			t.Errorf("%s: service %q does not wait for db-bootstrap to complete; it would find no role to connect as", composeFile, name)
+		}
+		if u, err := url.Parse(s.Environment["POSTGRES_URL"]); err == nil && u.User != nil {
+			t.Errorf("%s: service %q: POSTGRES_URL names user %q; a service connects as its own role, and holds no superuser's credentials", composeFile, name, u.User.Username())
+		}
+		pw := strings.ToUpper(name) + "_POSTGRES_PASSWORD"
+		if s.Environment[pw] != job.Environment[pw] {
+			t.Errorf("%s: service %q: %s differs from db-bootstrap's, which sets the role's password", composeFile, name, pw)
+		}
 	}
 }
 
@@ -1179,7 +1240,7 @@ func TestComposeBuilds(t *testing.T) {
 	for _, in := range stages[len(stages)-1] {
 		runtimeText.WriteString(in.args + "\n")
 	}
-	for _, name := range c.appServices() {
+	for _, name := range c.built() {
 		b := c.Services[name].Build
 		t.Run(name, func(t *testing.T) {
 			if _, err := os.Stat(filepath.Join(b.Context, "go.mod")); err != nil {

