@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"net/url"
 	"sync"
 	"testing"
 	"time"
@@ -22,6 +21,7 @@ import (
 	"github.com/orderflow/orderflow/internal/pgtest"
 	"github.com/orderflow/orderflow/internal/testenv"
 	"github.com/orderflow/orderflow/pkg/events/contract"
+	"github.com/orderflow/orderflow/pkg/postgres"
 	"github.com/orderflow/orderflow/pkg/service"
 )
 
@@ -43,15 +43,15 @@ func Config(t testing.TB, broker *kafkatest.Broker) service.Config {
 	}
 }
 
-// Pool opens a pool on the service's database, closed when t ends.
+// Pool opens a pool on the service's database as its role (what the test
+// writes there the service may read and write), closed when t ends.
 func Pool(t testing.TB, c service.Config) *pgxpool.Pool {
 	t.Helper()
-	u, err := url.Parse(c.PostgresURL)
+	u, err := postgres.AsRole(c.PostgresURL, c.Database, c.RoleName(), c.PostgresPassword)
 	if err != nil {
 		t.Fatal(err)
 	}
-	u.Path = "/" + c.Database
-	pool, err := pgxpool.New(context.Background(), u.String())
+	pool, err := pgxpool.New(context.Background(), u)
 	if err != nil {
 		t.Fatal(err)
 	}
