@@ -19,8 +19,15 @@ func TestRebrand(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and tests a copy of the repository")
 	}
+	// brand is the repository's prefix; a fork's rebrand rewrote this
+	// literal too, so the test renames a fork as well (to another name).
+	const brand = "orderflow"
+	target := "shop"
+	if brand == target {
+		target = "store"
+	}
 	dir := testenv.CopyRepo(t, "../..")
-	n, err := rebrand(dir, "github.com/acme/shop", "shop", "orderflow")
+	n, err := rebrand(dir, "github.com/acme/"+target, target, brand)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,7 +52,7 @@ func TestRebrand(t *testing.T) {
 	testenv.RunIn(t, dir, "go", "test", "-count=1", "./internal/registry/", "./pkg/events/outbox/", "./pkg/service/")
 	testenv.RunIn(t, dir, "go", "test", "-count=1", "-short", "./deploy/")
 
-	if _, err := rebrand(dir, "github.com/acme/shop", "Shop!", "shop"); err == nil {
+	if _, err := rebrand(dir, "github.com/acme/"+target, "Shop!", target); err == nil {
 		t.Error("a prefix that cannot name a database was accepted")
 	}
 }
