@@ -24,7 +24,8 @@ import (
 
 // `orderflowctl new service NAME --port N --consumes a,b [--emits]` writes
 // a working service that consumes the given topics (an append-only log of
-// their events per order, GET /NAME/{orderId}) and wires it everywhere a
+// their events per order, GET /NAME/{orderId}, described by its
+// openapi.json and held to it by its TestOpenAPI) and wires it everywhere a
 // service is listed: the registry and its test, the dev stack, compose and
 // kafka-init, prometheus.yml, sqlc.yaml (then sqlc generate). make test
 // passes right after (TestNewServiceBuildsAndPasses).
@@ -148,6 +149,9 @@ func (s scaffold) write(dir string) error {
 		"services/" + s.Name + "/consume.go":                          "consume.go.tmpl",
 		"services/" + s.Name + "/http.go":                             "http.go.tmpl",
 		"services/" + s.Name + "/" + s.Name + "_test.go":              "test.go.tmpl",
+		"services/" + s.Name + "/openapi.json":                        "openapi.json.tmpl",
+		"services/" + s.Name + "/openapi.go":                          "openapi.go.tmpl",
+		"services/" + s.Name + "/openapi_test.go":                     "openapi_test.go.tmpl",
 		"services/" + s.Name + "/migrations/00001_" + s.Name + ".sql": "migration.sql.tmpl",
 		"db/queries/" + s.Name + "/" + s.Name + ".sql":                "queries.sql.tmpl",
 		"cmd/" + s.Name + "/main.go":                                  "main.go.tmpl",

@@ -26,7 +26,7 @@ func TestNewServiceBuildsAndPasses(t *testing.T) {
 		t.Fatalf("new service: %v\n%s", err, out.String())
 	}
 	t.Log(out.String())
-	for _, want := range []string{"services/audit/audit.go", "services/audit/internal/auditdb/audit.sql.go", "cmd/audit/main.go", "db/queries/audit/audit.sql"} {
+	for _, want := range []string{"services/audit/audit.go", "services/audit/openapi.json", "services/audit/openapi_test.go", "services/audit/internal/auditdb/audit.sql.go", "cmd/audit/main.go", "db/queries/audit/audit.sql"} {
 		if _, err := os.Stat(filepath.Join(dir, want)); err != nil {
 			t.Errorf("not written: %s", want)
 		}
