@@ -129,3 +129,25 @@ func TestRunRefusesSuperuserAndSaysHowToBootstrap(t *testing.T) {
 		t.Errorf("as a role never bootstrapped: %v, want an error naming orderflowctl db bootstrap", err)
 	}
 }
+
+// Stopped while it is still starting (connecting, migrating), a service
+// returns nil: a clean stop, as `make run` stopped at once makes it.
+func TestRunStoppedWhileStarting(t *testing.T) {
+	t.Parallel()
+	b := kafkatest.Start(t)
+	owner := pgtest.NewOwner(t)
+	for _, after := range []time.Duration{0, 5 * time.Millisecond, 20 * time.Millisecond, 50 * time.Millisecond} {
+		addr := testenv.FreeAddr(t)
+		cfg := service.Config{Name: "svc", HTTPAddr: addr, PostgresURL: pgtest.ServerURL(), Brokers: b.Addrs,
+			Database: owner.Database, Role: owner.Role}
+		cfg.SetDefaults("svc", addr)
+		ctx, cancel := context.WithCancel(context.Background())
+		time.AfterFunc(after, cancel)
+		err := service.Run(ctx, cfg, service.Spec{Setup: func(service.Deps) (service.Parts, error) { return service.Parts{}, nil }},
+			slog.New(slog.DiscardHandler))
+		cancel()
+		if err != nil {
+			t.Errorf("stopped %v after the start: %v, want nil", after, err)
+		}
+	}
+}

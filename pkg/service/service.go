@@ -9,11 +9,14 @@ package service
 
 import (
 	"context"
+	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -133,8 +136,9 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool, name string, migrations fs
 	return nil
 }
 
-// Run runs the service until ctx is done: it creates and migrates its
-// database, then relays its outbox, consumes its topics and serves HTTP.
+// Run runs the service until ctx is done: it connects to its database as
+// its role and migrates it, then relays its outbox, consumes its topics
+// and serves HTTP. Stopped while still starting, it returns nil too.
 // After ctx is done it gives in-flight requests cfg.ShutdownTimeout to
 // finish, lets each partition finish the record in hand, and returns once
 // every goroutine it started has ended; nil after a clean shutdown.
@@ -143,6 +147,29 @@ func Run(ctx context.Context, cfg Config, spec Spec, log *slog.Logger) error {
 		return err
 	}
 	log.Info("starting", "config", cfg)
+	err := run(ctx, cfg, spec, log)
+	if err != nil && ctx.Err() != nil && startInterrupted(err) {
+		// Stopped while still starting (a migration's connection closed
+		// under it): a clean stop, not a failure.
+		log.Info("stopped while starting", "err", err)
+		return nil
+	}
+	return err
+}
+
+// startInterrupted reports whether err is what a start cut short by
+// shutdown leaves: a context error or a connection closed under a query.
+// (goose reports database/sql's errors as text, so those are matched so.)
+func startInterrupted(err error) bool {
+	if errors.Is(err, context.Canceled) || errors.Is(err, driver.ErrBadConn) || errors.Is(err, sql.ErrConnDone) {
+		return true
+	}
+	msg := err.Error()
+	return strings.Contains(msg, driver.ErrBadConn.Error()) || strings.Contains(msg, sql.ErrConnDone.Error()) ||
+		strings.Contains(msg, context.Canceled.Error())
+}
+
+func run(ctx context.Context, cfg Config, spec Spec, log *slog.Logger) error {
 
 	tracing := telemetry.WithProvider(cfg.TracerProvider)
 	if tracing == nil {
