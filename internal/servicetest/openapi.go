@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/santhosh-tekuri/jsonschema/v6"
 
+	"github.com/orderflow/orderflow/internal/registry"
 	"github.com/orderflow/orderflow/pkg/httpserver"
 )
 
@@ -45,6 +46,9 @@ const docURL = "mem:///openapi.json"
 // OpenAPITest holds a service's OpenAPI document to the service itself
 // (CheckOpenAPI).
 type OpenAPITest struct {
+	// Service names the service in internal/registry: the document's
+	// first server must be http://localhost:<its port>.
+	Service string
 	// Document is the service's openapi.json.
 	Document []byte
 	// Routes adds the service's routes to a router, as its Run does; the
@@ -127,6 +131,9 @@ func (s OpenAPITest) Check() []error {
 		return []error{err}
 	}
 	errs = append(errs, d.routes(s.Routes)...)
+	if err := d.server(s.Service); err != nil {
+		errs = append(errs, err)
+	}
 	client := s.Client
 	if client == nil {
 		client = &http.Client{Timeout: 10 * time.Second}
@@ -328,6 +335,23 @@ func (d *doc) routes(add func(chi.Router)) []error {
 	return errs
 }
 
+// server checks that the first server is the service's default port.
+func (d *doc) server(name string) error {
+	i := slices.IndexFunc(registry.Services, func(s registry.Service) bool { return s.Name == name })
+	if i < 0 {
+		return fmt.Errorf("no service %q in internal/registry", name)
+	}
+	want := "http://localhost:" + strconv.Itoa(registry.Services[i].Port)
+	servers, _ := d.root["servers"].([]any)
+	if len(servers) == 0 {
+		return fmt.Errorf("servers is empty, want %s first", want)
+	}
+	if u, _ := servers[0].(map[string]any)["url"].(string); u != want {
+		return fmt.Errorf("the first server is %q, want %s (the registry's port)", u, want)
+	}
+	return nil
+}
+
 // find is the operation whose path matches target's, the one with the
 // most literal segments where several do.
 func (d *doc) find(method, target string) (*operation, map[string]string, error) {
@@ -339,7 +363,8 @@ func (d *doc) find(method, target string) (*operation, map[string]string, error)
 	var best *operation
 	var bestVals map[string]string
 	bestLit := -1
-	for _, op := range d.ops {
+	for _, k := range slices.Sorted(maps.Keys(d.ops)) {
+		op := d.ops[k]
 		if op.method != method {
 			continue
 		}

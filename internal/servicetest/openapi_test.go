@@ -19,6 +19,7 @@ import (
 const tinyDoc = `{
   "openapi": "3.1.0",
   "info": {"title": "tiny", "version": "1"},
+  "servers": [{"url": "http://localhost:8081"}],
   "paths": {
     "/widgets/{id}": {
       "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "string", "format": "uuid"}}],
@@ -101,6 +102,7 @@ func tinyTest(t *testing.T, s *tiny, doc string) OpenAPITest {
 	t.Cleanup(srv.Close)
 	id := uuid.NewString()
 	return OpenAPITest{
+		Service:  "payments", // any registered service: the tiny one borrows its port
 		Document: []byte(doc),
 		Routes:   s.routes,
 		BaseURL:  srv.URL,
@@ -149,6 +151,9 @@ func TestOpenAPICheckBites(t *testing.T) {
 		{"not OpenAPI 3.1", func(t *testing.T) OpenAPITest {
 			return tinyTest(t, &tiny{}, edit(t, func(d map[string]any) { delete(d, "info") }))
 		}, "not valid OpenAPI 3.1"},
+		{"a server other than the registry's port", func(t *testing.T) OpenAPITest {
+			return tinyTest(t, &tiny{}, strings.Replace(tinyDoc, "localhost:8081", "localhost:9999", 1))
+		}, "want http://localhost:8081 (the registry's port)"},
 		{"a route missing from the document", func(t *testing.T) OpenAPITest {
 			return tinyTest(t, &tiny{}, edit(t, func(d map[string]any) { delete(widgetPath(d), "put") }))
 		}, "route PUT /widgets/{id} is served but not documented"},

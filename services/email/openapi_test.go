@@ -17,6 +17,7 @@ func TestOpenAPI(t *testing.T) {
 	b.in.Produce(t, captured(id, "ada@example.com"))
 	b.emails(t, id, func(es []emailJSON) bool { return len(es) == 1 && es[0].Status == "sent" })
 	servicetest.CheckOpenAPI(t, servicetest.OpenAPITest{
+		Service:  serviceName,
 		Document: OpenAPI,
 		Routes:   (&api{}).routes,
 		BaseURL:  b.base,

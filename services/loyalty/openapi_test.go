@@ -23,6 +23,7 @@ func TestOpenAPI(t *testing.T) {
 	b.in.Produce(t, contract.Sample("PaymentCaptured", id))
 	servicetest.WaitJSON(t, base+"/customers/c-1/points", func(p pointsJSON) bool { return len(p.Pending) == 1 })
 	servicetest.CheckOpenAPI(t, servicetest.OpenAPITest{
+		Service:  serviceName,
 		Document: OpenAPI,
 		Routes:   (&api{}).routes,
 		BaseURL:  base,

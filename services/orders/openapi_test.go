@@ -43,6 +43,7 @@ func TestOpenAPI(t *testing.T) {
 	key := map[string]string{IdempotencyKeyHeader: "openapi-" + uuid.NewString()}
 	cancel := func(id string) string { return "/orders/" + id + "/cancel" }
 	servicetest.CheckOpenAPI(t, servicetest.OpenAPITest{
+		Service:  serviceName,
 		Document: OpenAPI,
 		Routes:   (&api{}).routes,
 		BaseURL:  base,

@@ -18,6 +18,7 @@ func TestOpenAPI(t *testing.T) {
 	b.produce(t, placed(id, "tok_visa", 2500))
 	b.waitPayment(t, id, func(p paymentJSON) bool { return p.Status == statusCaptured })
 	servicetest.CheckOpenAPI(t, servicetest.OpenAPITest{
+		Service:  serviceName,
 		Document: OpenAPI,
 		Routes:   (&api{}).routes,
 		BaseURL:  b.base,

@@ -29,6 +29,7 @@ func TestOpenAPI(t *testing.T) {
 	servicetest.WaitJSON(t, base+"/shipments/"+id, func(s shipmentJSON) bool { return s.Status == statusScheduled })
 	long := strings.Repeat("s", 65)
 	servicetest.CheckOpenAPI(t, servicetest.OpenAPITest{
+		Service:  serviceName,
 		Document: OpenAPI,
 		Routes:   (&api{}).routes,
 		BaseURL:  base,
