@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -55,8 +56,39 @@ type VarError struct {
 }
 
 // Error returns e.g. `WAREHOUSE_SHIP_DELAY: "abc" is not a duration (e.g. 2s, 10m)`.
+// A secret's value is never shown (Secret), and a URL's password is
+// masked.
 func (e *VarError) Error() string {
-	return fmt.Sprintf("%s: %q %s", e.Name, e.Value, e.Reason)
+	return fmt.Sprintf("%s: %q %s", e.Name, Mask(e.Name, e.Value), e.Reason)
+}
+
+// Secret reports whether the variable name holds a secret: a password,
+// secret, token or key (PAYMENTS_POSTGRES_PASSWORD, HTTP_API_KEYS,
+// HTTP_JWT_HMAC_SECRET).
+func Secret(name string) bool {
+	for _, s := range []string{"PASSWORD", "SECRET", "TOKEN", "_KEY", "_KEYS"} {
+		if strings.HasSuffix(name, s) || strings.Contains(name, s+"_") {
+			return true
+		}
+	}
+	return false
+}
+
+// Mask is value as it may be shown: "" for an empty one, "(hidden)" for a
+// secret's, a URL with its password replaced by "xxxxx", else value.
+func Mask(name, value string) string {
+	switch {
+	case value == "":
+		return ""
+	case Secret(name):
+		return "(hidden)"
+	}
+	if u, err := url.Parse(value); err == nil && u.User != nil {
+		if _, ok := u.User.Password(); ok {
+			return u.Redacted()
+		}
+	}
+	return value
 }
 
 // value returns the variable's value, or "" and false when it is unset or

@@ -178,3 +178,31 @@ func TestParseDuration(t *testing.T) {
 		}
 	}
 }
+
+// A rejected variable's error never shows a secret: a password, secret,
+// token or key is hidden whole, a URL's password masked.
+func TestErrHidesSecrets(t *testing.T) {
+	env := map[string]string{
+		"PAYMENTS_POSTGRES_PASSWORD": "hunter2-pg",
+		"HTTP_API_KEYS":              "hunter2-key",
+		"KAFKA_SASL_PASSWORD":        "hunter2-kafka",
+		"POSTGRES_ADMIN_URL":         "postgres://postgres:hunter2-url@db:5432/postgres",
+		"AMQP_URL":                   "amqp://email:hunter2-amqp@mq:5672/",
+	}
+	e := config.FromLookup(lookup(env))
+	for name := range env {
+		e.Reject(name, "is refused")
+	}
+	err := e.Err()
+	if err == nil {
+		t.Fatal("no error")
+	}
+	if strings.Contains(err.Error(), "hunter2") {
+		t.Errorf("the error shows a secret: %v", err)
+	}
+	for _, want := range []string{"PAYMENTS_POSTGRES_PASSWORD: \"(hidden)\"", "postgres://postgres:xxxxx@db:5432/postgres", "amqp://email:xxxxx@mq:5672/"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("the error lacks %q: %v", want, err)
+		}
+	}
+}
