@@ -3,7 +3,7 @@ SHELL := /bin/bash
 GO    ?= go
 PKGS  := ./...
 
-.PHONY: run test generate check-generated bench chaos deps up down check-services vet fmt
+.PHONY: run test generate check-generated vuln bench chaos deps up down check-services vet fmt
 
 ## run: the whole system in one process (embedded Kafka unless KAFKA_BROKERS is set)
 run: check-services
@@ -28,6 +28,23 @@ generate:
 ## check-generated: fail when generated code is stale
 check-generated:
 	@$(SQLC) diff || { echo "sqlc output is stale: run make generate"; exit 1; }
+
+# govulncheck (golang.org/x/vuln) is a tool of tools/go.mod too, like sqlc,
+# so its dependencies stay out of the main module's graph. It reads the Go
+# vulnerability database at vuln.go.dev, or at GOVULNDB (make variable, passed
+# as -db): a local mirror, e.g. GOVULNDB=file:///srv/vulndb.
+GOVULNCHECK := $(GO) tool -modfile=tools/go.mod govulncheck
+
+## vuln: govulncheck over ./..., against vuln.go.dev (or GOVULNDB=<url> make vuln); fails when the code
+## reaches a known vulnerability, and when the database is unreachable (it says so). Needs network, so
+## make test does not run it
+vuln:
+	@out=$$(mktemp); trap 'rm -f "$$out"' EXIT; \
+	$(GOVULNCHECK) $(if $(GOVULNDB),-db '$(GOVULNDB)') $(PKGS) 2>&1 | tee "$$out"; status=$${PIPESTATUS[0]}; \
+	if [ "$$status" != 0 ] && grep -q '^govulncheck: fetching vulnerabilities' "$$out"; then \
+		echo "make vuln: the vulnerability database ($(or $(GOVULNDB),vuln.go.dev)) is unreachable from here; run it where it is, e.g. in CI with network"; \
+	fi; \
+	exit $$status
 
 ## bench: the in-process benchmarks (./bench/... and the bench/watermill module, output teed to
 ## .data/bench/*.txt), then the whole system from outside (cmd/benchrun: cmd/orderflow as a process under
