@@ -89,6 +89,15 @@ type service struct {
 	Healthcheck *healthcheck `yaml:"healthcheck"`
 	DependsOn   dependsOn    `yaml:"depends_on"`
 	Restart     string       `yaml:"restart"`
+
+	// Hardening (TestHardening).
+	User        string   `yaml:"user"`
+	ReadOnly    bool     `yaml:"read_only"`
+	SecurityOpt []string `yaml:"security_opt"`
+	CapDrop     []string `yaml:"cap_drop"`
+	CapAdd      []string `yaml:"cap_add"`
+	Privileged  bool     `yaml:"privileged"`
+	Tmpfs       words    `yaml:"tmpfs"`
 }
 
 type build struct {
@@ -360,6 +369,46 @@ func checkAddr(c *composeSpec, host, port string) error {
 	return nil
 }
 
+// versionParts is how many numbers an image's release has where it is not
+// three (major.minor.patch): PostgreSQL's are major.minor since 10.
+var versionParts = map[string]int{"postgres": 2}
+
+var (
+	// versionTag is a tag that starts with a version: 3.9.1, v1.27.11,
+	// 15.19-trixie, 3.13.7-management.
+	versionTag = regexp.MustCompile(`^v?(\d+(?:\.\d+)*)(?:-[0-9A-Za-z][0-9A-Za-z.-]*)?$`)
+	// datedTag is a Debian snapshot: trixie-20261005, trixie-20261005-slim.
+	datedTag = regexp.MustCompile(`^[a-z]+-20\d{6}(?:-slim)?$`)
+	digest   = regexp.MustCompile(`@sha256:[0-9a-f]{64}$`)
+)
+
+// checkPinned reports what is wrong with an image reference that should
+// name one release: a digest, or a tag with the release's whole version
+// number (or a dated Debian snapshot). latest, a bare major (postgres:15) or
+// major.minor (rabbitmq:3.10-management) moves to each new release, so a
+// rebuild or a pull on another machine runs other code.
+func checkPinned(image string) error {
+	if digest.MatchString(image) {
+		return nil
+	}
+	name, tag, ok := strings.Cut(path.Base(image), ":")
+	if !ok {
+		return fmt.Errorf("image %q has no tag (so latest); want an exact version tag or a digest", image)
+	}
+	if datedTag.MatchString(tag) {
+		return nil
+	}
+	want, example := 3, "major.minor.patch, such as 3.9.1"
+	if n, ok := versionParts[name]; ok {
+		want, example = n, fmt.Sprintf("%d numbers, as %s numbers its releases", n, name)
+	}
+	m := versionTag.FindStringSubmatch(tag)
+	if m == nil || strings.Count(m[1], ".")+1 < want {
+		return fmt.Errorf("image %q is not pinned to one release: tag %q is not a whole version (%s), a dated Debian snapshot (trixie-20261005-slim) or a digest", image, tag, example)
+	}
+	return nil
+}
+
 // --- the tests ----------------------------------------------------------------
 
 func TestComposeServices(t *testing.T) {
@@ -371,9 +420,8 @@ func TestComposeServices(t *testing.T) {
 			case s.Image == "" && s.Build == nil:
 				t.Errorf("%s: service %q has neither image nor build", composeFile, name)
 			case s.Build == nil:
-				_, tag, ok := strings.Cut(path.Base(s.Image), ":")
-				if !ok || tag == "latest" {
-					t.Errorf("%s: service %q: image %q is not pinned to a version tag", composeFile, name, s.Image)
+				if err := checkPinned(s.Image); err != nil {
+					t.Errorf("%s: service %q: %v", composeFile, name, err)
 				}
 			}
 			if c.oneShot(name) {
@@ -1170,23 +1218,39 @@ func TestDockerfile(t *testing.T) {
 		})
 	}
 
-	// The builder's Go is the go.mod go line's release (1.26.x -> golang:1.26).
+	// The builder's Go is exactly the go.mod go line's release (go 1.26.8 ->
+	// golang:1.26.8-<debian release>), and both images are pinned.
 	builder, runtime := stages[0], stages[len(stages)-1]
 	goMod, err := os.ReadFile(filepath.Join(repoRoot, "go.mod"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := regexp.MustCompile(`(?m)^go (\d+\.\d+)`).FindSubmatch(goMod)
+	m := regexp.MustCompile(`(?m)^go (\d+\.\d+(?:\.\d+)?)\s*$`).FindSubmatch(goMod)
 	if m == nil {
 		t.Fatal("go.mod: no go line")
 	}
+	goVersion := string(m[1])
+	if strings.Count(goVersion, ".") != 2 {
+		t.Errorf("go.mod: go %s; want the patch release too (go %s.0 or later), which the builder image is pinned to", goVersion, goVersion)
+	}
 	from := expand(strings.Fields(builder[0].args)[0])
-	if !strings.HasPrefix(from, "golang:"+string(m[1])) {
-		t.Errorf("%s:%d: builder stage is FROM %s; go.mod wants Go %s, so want golang:%s", dockerfileFile, builder[0].line, from, m[1], m[1])
+	builderTag, ok := strings.CutPrefix(from, "golang:"+goVersion)
+	if !ok || (builderTag != "" && !strings.HasPrefix(builderTag, "-") && !strings.HasPrefix(builderTag, "@")) {
+		t.Errorf("%s:%d: builder stage is FROM %s; go.mod wants Go %s, so want golang:%s-<debian release>", dockerfileFile, builder[0].line, from, goVersion, goVersion)
 	}
 	runtimeFrom := expand(strings.Fields(runtime[0].args)[0])
 	if !strings.Contains(runtimeFrom, "slim") && !strings.Contains(runtimeFrom, "distroless") {
 		t.Errorf("%s:%d: runtime stage is FROM %s; want a debian-slim or distroless image", dockerfileFile, runtime[0].line, runtimeFrom)
+	}
+	for _, st := range []instruction{builder[0], runtime[0]} {
+		if err := checkPinned(expand(strings.Fields(st.args)[0])); err != nil {
+			t.Errorf("%s:%d: FROM %s (ARG defaults expanded): %v", dockerfileFile, st.line, st.args, err)
+		}
+	}
+	// The runtime's Debian release is the builder's: one release to follow.
+	release := strings.TrimPrefix(strings.SplitN(builderTag, "@", 2)[0], "-")
+	if rt, isDebian := strings.CutPrefix(runtimeFrom, "debian:"); ok && isDebian && release != "" && !strings.HasPrefix(rt, release+"-") {
+		t.Errorf("%s:%d: runtime stage is FROM %s, builder golang:%s-%s; want the same Debian release (%s-<YYYYMMDD>-slim)", dockerfileFile, runtime[0].line, runtimeFrom, goVersion, release, release)
 	}
 
 	builds := false
@@ -1275,6 +1339,75 @@ func TestComposeBuilds(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestHardening checks that every service built from the Dockerfile (the
+// services and the db-bootstrap job) runs with least privilege: as the
+// image's numeric non-root USER (no compose user: override), with a
+// read-only root filesystem, all capabilities dropped and none added,
+// no-new-privileges (no setuid binary can raise them again), not privileged.
+// Nothing of theirs writes a file, so they get no tmpfs; email would write
+// its mbox when SMTP_ADDR is unset, which TestAppServiceEnv forbids.
+func TestHardening(t *testing.T) {
+	c := loadCompose(t)
+	_, stages := parseDockerfile(t)
+	var user instruction
+	for _, in := range stages[len(stages)-1] {
+		if in.cmd == "USER" {
+			user = in
+		}
+	}
+	if err := checkNonRootUser(user.args); err != nil {
+		t.Errorf("%s:%d: the runtime stage's USER: %v", dockerfileFile, user.line, err)
+	}
+	built := c.built()
+	if !slices.Contains(built, "db-bootstrap") {
+		t.Errorf("%s: no db-bootstrap built from the Dockerfile among %q", composeFile, built)
+	}
+	for _, name := range built {
+		s := c.Services[name]
+		t.Run(name, func(t *testing.T) {
+			if s.User != "" {
+				if err := checkNonRootUser(s.User); err != nil {
+					t.Errorf("%s: service %q: user: %v", composeFile, name, err)
+				}
+			}
+			if !s.ReadOnly {
+				t.Errorf("%s: service %q: want read_only: true (nothing it runs writes to its filesystem)", composeFile, name)
+			}
+			if !slices.ContainsFunc(s.SecurityOpt, func(o string) bool {
+				return o == "no-new-privileges" || o == "no-new-privileges:true" || o == "no-new-privileges=true"
+			}) {
+				t.Errorf("%s: service %q: security_opt %q; want [\"no-new-privileges:true\"]", composeFile, name, s.SecurityOpt)
+			}
+			if !slices.ContainsFunc(s.CapDrop, func(c string) bool { return strings.EqualFold(c, "ALL") }) {
+				t.Errorf("%s: service %q: cap_drop %q; want [ALL] (it binds ports above 1024 and needs no capability)", composeFile, name, s.CapDrop)
+			}
+			if len(s.CapAdd) > 0 {
+				t.Errorf("%s: service %q: cap_add %q; it needs no capability", composeFile, name, s.CapAdd)
+			}
+			if s.Privileged {
+				t.Errorf("%s: service %q is privileged", composeFile, name)
+			}
+		})
+	}
+}
+
+// checkNonRootUser reports what is wrong with a USER (or compose user:)
+// that should be numeric and not root: uid[:gid], neither 0. A name would
+// have to be looked up in the image's /etc/passwd to tell it is not root,
+// which a runtime checking for non-root (Kubernetes' runAsNonRoot) refuses.
+func checkNonRootUser(user string) error {
+	m := regexp.MustCompile(`^(\d+)(?::(\d+))?$`).FindStringSubmatch(user)
+	switch {
+	case user == "":
+		return errors.New("none, so root; want a numeric non-root uid[:gid] such as 10001:10001")
+	case m == nil:
+		return fmt.Errorf("%q is not numeric; want uid[:gid] such as 10001:10001", user)
+	case strings.TrimLeft(m[1], "0") == "" || (m[2] != "" && strings.TrimLeft(m[2], "0") == ""):
+		return fmt.Errorf("%q is root's uid or gid", user)
+	}
+	return nil
 }
 
 // checkMainPackage reports whether dir holds a non-test Go file of package
