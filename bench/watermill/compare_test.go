@@ -106,7 +106,7 @@ func (o options) contenders() []contender {
 func BenchmarkRelayVersusWatermill(b *testing.B) {
 	o := optionsFromEnv(b)
 	brokers := startBroker(b)
-	if err := kafka.EnsureTopics(context.Background(), brokers, steadyTopics...); err != nil {
+	if err := kafka.EnsureTopics(context.Background(), brokers, kafka.Security{}, steadyTopics...); err != nil {
 		b.Fatal(err)
 	}
 	for range b.N {
@@ -137,7 +137,7 @@ func BenchmarkRelayVersusWatermill(b *testing.B) {
 func TestBothRelayAtLowVolume(t *testing.T) {
 	o := options{rate: 200, warm: 500 * time.Millisecond, measure: time.Second}
 	brokers := startBroker(t)
-	if err := kafka.EnsureTopics(context.Background(), brokers, steadyTopics...); err != nil {
+	if err := kafka.EnsureTopics(context.Background(), brokers, kafka.Security{}, steadyTopics...); err != nil {
 		t.Fatal(err)
 	}
 	for _, c := range contenders {
@@ -309,7 +309,7 @@ func drain(tb testing.TB, brokers []string, c contender, rows int) drainResult {
 	defer s.close()
 	ctx := context.Background()
 	topic := "bench.drain." + c.name + "." + uuid.NewString()[:8]
-	if err := kafka.EnsureTopics(ctx, brokers, topic); err != nil {
+	if err := kafka.EnsureTopics(ctx, brokers, kafka.Security{}, topic); err != nil {
 		s.Fatal(err)
 	}
 	s.Cleanup(func() { deleteTopic(s, brokers, topic) })

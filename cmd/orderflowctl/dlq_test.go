@@ -39,7 +39,7 @@ func TestDLQKafkaListShowReplay(t *testing.T) {
 	suffix := randomSuffix()
 	origin, dlq := "dlqtest."+suffix, "dlq.dlqtest-"+suffix
 	broker := kafkatest.Start(t)
-	if err := kafka.EnsureTopics(ctx, broker.Addrs, origin, dlq); err != nil {
+	if err := kafka.EnsureTopics(ctx, broker.Addrs, kafka.Security{}, origin, dlq); err != nil {
 		t.Fatal(err)
 	}
 	cl, err := kgo.NewClient(kgo.SeedBrokers(broker.Addrs...), kgo.RecordPartitioner(kgo.ManualPartitioner()))

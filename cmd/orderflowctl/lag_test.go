@@ -58,7 +58,7 @@ func TestLagShowsEveryBacklog(t *testing.T) {
 	// The service's group has committed 1 of 3 records of its topic, and
 	// its dead-letter topic holds 2 records.
 	topic, dlq := "lagtest."+suffix, "dlq."+svc
-	if err := kafka.EnsureTopics(ctx, broker.Addrs, topic, dlq); err != nil {
+	if err := kafka.EnsureTopics(ctx, broker.Addrs, kafka.Security{}, topic, dlq); err != nil {
 		t.Fatal(err)
 	}
 	cl, err := kgo.NewClient(kgo.SeedBrokers(broker.Addrs...), kgo.DefaultProduceTopic(topic), kgo.RecordPartitioner(kgo.ManualPartitioner()))

@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -19,6 +20,7 @@ import (
 
 	"github.com/orderflow/orderflow/internal/registry"
 	"github.com/orderflow/orderflow/pkg/config"
+	"github.com/orderflow/orderflow/pkg/events/consumer"
 	"github.com/orderflow/orderflow/pkg/events/kafka"
 	"github.com/orderflow/orderflow/pkg/events/outbox"
 	"github.com/orderflow/orderflow/pkg/postgres"
@@ -52,8 +54,10 @@ type Options struct {
 
 // unit is one service of the stack, configured from the environment.
 type unit struct {
-	name    string
-	prepare func(brokers []string, configure func(*service.Config), opts Options) (run func(context.Context, *slog.Logger) error, shared service.Config, err error)
+	name string
+	// prepare reads the service's config; shared points into it, so what
+	// the stack sets there later (the brokers) is what the service runs with.
+	prepare func(configure func(*service.Config), opts Options) (run func(context.Context, *slog.Logger) error, shared *service.Config, err error)
 }
 
 // newUnit adapts a service's ConfigFromEnv and Run to a unit.
@@ -61,23 +65,22 @@ func newUnit[C any, P interface {
 	*C
 	Shared() *service.Config
 }](name string, fromEnv func() (C, error), run func(context.Context, C, *slog.Logger) error, adjust ...func(*C, Options)) unit {
-	return unit{name: name, prepare: func(brokers []string, configure func(*service.Config), opts Options) (func(context.Context, *slog.Logger) error, service.Config, error) {
+	return unit{name: name, prepare: func(configure func(*service.Config), opts Options) (func(context.Context, *slog.Logger) error, *service.Config, error) {
 		cfg, err := fromEnv()
 		if err != nil {
-			return nil, service.Config{}, err
+			return nil, nil, err
 		}
 		for _, a := range adjust {
 			a(&cfg, opts)
 		}
 		shared := P(&cfg).Shared()
-		shared.Brokers = brokers
 		// One process, five services: each traces under its own name,
 		// whatever OTEL_SERVICE_NAME says.
 		shared.Telemetry.ServiceName = ""
 		if configure != nil {
 			configure(shared)
 		}
-		return func(ctx context.Context, log *slog.Logger) error { return run(ctx, cfg, log) }, *shared, nil
+		return func(ctx context.Context, log *slog.Logger) error { return run(ctx, cfg, log) }, shared, nil
 	}}
 }
 
@@ -125,26 +128,16 @@ func Run(ctx context.Context, out io.Writer, opts Options) error {
 	format := env.OneOf("LOG_FORMAT", "json", "json", "text")
 	brokers := kafka.ParseBrokers(env.String("KAFKA_BROKERS", ""))
 	adminURL := service.AdminURL(env)
+	admin := kafka.SecurityFromEnv(env, "") // topic creation; the embedded broker's superuser
 	if err := env.Err(); err != nil {
 		return err
 	}
 	logger := func(service string) *slog.Logger { return config.NewLogger(opts.Logs, service, level, format) }
 	log := logger("devstack")
 
-	if len(brokers) == 0 {
-		dir := filepath.Join(opts.DataDir, "kafka")
-		b, err := kafka.StartEmbedded(opts.KafkaAddr, dir)
-		if err != nil {
-			return fmt.Errorf("%w (is another `make run` or a Kafka on %s running? set KAFKA_BROKERS to use it)", err, opts.KafkaAddr)
-		}
-		defer b.Close() // after the services stopped: persists its state
-		brokers = b.Addrs()
-		log.Info("embedded kafka broker started", "addr", brokers[0], "data", dir)
-	}
-
 	type prepared struct {
 		name string
-		cfg  service.Config
+		cfg  *service.Config
 		run  func(context.Context, *slog.Logger) error
 	}
 	var stack []prepared
@@ -154,11 +147,38 @@ func Run(ctx context.Context, out io.Writer, opts Options) error {
 				opts.Configure(u.name, c)
 			}
 		}
-		run, cfg, err := u.prepare(brokers, configure, opts)
+		run, cfg, err := u.prepare(configure, opts)
 		if err != nil {
 			return err
 		}
 		stack = append(stack, prepared{u.name, cfg, run})
+	}
+
+	if len(brokers) == 0 {
+		// With KAFKA_SASL_MECHANISM set, the embedded broker authenticates
+		// every client and holds each service's user to its ACLs
+		// (kafka.Access): the users and passwords the services were
+		// configured with, and the admin as its superuser.
+		sec := kafka.EmbeddedSecurity{Admin: admin, TLS: nil}
+		passwords := map[string]string{}
+		for _, p := range stack {
+			if p.cfg.Kafka.Mechanism != "" {
+				sec.Users = append(sec.Users, access(registry.Get(p.name), p.cfg.Kafka.User))
+				passwords[p.cfg.Kafka.User] = p.cfg.Kafka.Password
+			}
+		}
+		sec.Password = func(user string) string { return passwords[user] }
+		dir := filepath.Join(opts.DataDir, "kafka")
+		b, err := kafka.StartEmbedded(opts.KafkaAddr, dir, sec)
+		if err != nil {
+			return fmt.Errorf("%w (is another `make run` or a Kafka on %s running? set KAFKA_BROKERS to use it)", err, opts.KafkaAddr)
+		}
+		defer b.Close() // after the services stopped: persists its state
+		brokers = b.Addrs()
+		log.Info("embedded kafka broker started", "addr", brokers[0], "data", dir, "security", admin)
+	}
+	for _, p := range stack {
+		p.cfg.Brokers = brokers
 	}
 
 	// Each service runs as a role owning its database and nothing else;
@@ -174,12 +194,12 @@ func Run(ctx context.Context, out io.Writer, opts Options) error {
 	// Not a precondition: with the broker down, the services still start,
 	// and their relays and consumers catch up once the broker and its
 	// topics are there.
-	g.Go(func() error { kafka.EnsureTopicsRetrying(gctx, brokers, log, registry.Topics()...); return nil })
+	g.Go(func() error { kafka.EnsureTopicsRetrying(gctx, brokers, admin, log, registry.Topics()...); return nil })
 	var listening [][2]string // service, address
 	conns := 0
 	for _, p := range stack {
 		listening = append(listening, [2]string{p.name, p.cfg.HTTPAddr})
-		conns += connections(p.cfg)
+		conns += connections(*p.cfg)
 		g.Go(func() error { return p.run(gctx, logger(p.name)) })
 	}
 
@@ -230,4 +250,16 @@ func baseURL(addr string) string {
 		return net.JoinHostPort(host, port)
 	}
 	return "localhost" + addr
+}
+
+// access is what the service s may do on the brokers as user: write its
+// own topics and its dead-letter topic, read what it consumes, use its
+// group.
+func access(s registry.Service, user string) kafka.Access {
+	a := kafka.Access{User: user, Consumes: s.Consumes, Writes: s.Emits}
+	if dlq := s.DLQ(); dlq != "" {
+		a.Writes = append(slices.Clone(a.Writes), dlq)
+		a.Group = consumer.GroupName(s.Name)
+	}
+	return a
 }

@@ -34,7 +34,7 @@ func Start(t testing.TB) *Broker {
 		t.Cleanup(e.Close)
 		b.Embedded, b.Addrs = e, e.Addrs()
 	}
-	if err := kafka.EnsureTopics(context.Background(), b.Addrs, registry.Topics()...); err != nil {
+	if err := kafka.EnsureTopics(context.Background(), b.Addrs, kafka.Security{}, registry.Topics()...); err != nil {
 		t.Fatal(err)
 	}
 	return b

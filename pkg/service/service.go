@@ -210,6 +210,7 @@ func run(ctx context.Context, cfg Config, spec Spec, log *slog.Logger) error {
 		Registerer: reg,
 		Tracing:    tp,
 		LogSteps:   !cfg.QuietSteps,
+		Kafka:      cfg.Kafka,
 	}, log)
 	parts, err := spec.Setup(Deps{Pool: pool, Outbox: ob, Registry: reg, Log: log, Tracing: tp})
 	if err != nil {
@@ -248,7 +249,7 @@ func run(ctx context.Context, cfg Config, spec Spec, log *slog.Logger) error {
 		// MaxPoll (1 s). Kicking per commit cost a timer pass per
 		// transaction (see README "Benchmarks").
 	}
-	keeper := kafka.NewKeeper(cfg.Brokers, spec.kafkaTopics(cfg.Name), 0, log.With("component", "topics"))
+	keeper := kafka.NewKeeper(cfg.Brokers, spec.kafkaTopics(cfg.Name), 0, log.With("component", "topics"), cfg.Kafka.Opts()...)
 	// A service that emits nothing runs no relay (and holds no lease).
 	relays := len(spec.Emits) > 0 || spec.Publisher != nil
 	checks := []httpserver.Check{
@@ -276,6 +277,7 @@ func run(ctx context.Context, cfg Config, spec Spec, log *slog.Logger) error {
 			AfterCommit: ob.Committed,
 			Registerer:  reg,
 			Tracing:     tp,
+			Kafka:       cfg.Kafka,
 		}, log)
 		if err != nil {
 			return err

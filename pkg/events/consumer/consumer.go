@@ -284,6 +284,9 @@ type Config struct {
 
 	// Tracing, when set, traces each record (see tracing); nil: off.
 	Tracing trace.TracerProvider
+
+	// Kafka is how the client authenticates to the brokers (SASL, TLS).
+	Kafka kafka.Security
 }
 
 func (c *Config) setDefaults() {
@@ -359,7 +362,7 @@ func New(cfg Config, log *slog.Logger) (*Runner, error) {
 	r := &Runner{
 		cfg:      cfg,
 		log:      log.With("component", "consumer", "group", "orderflow-"+cfg.Service),
-		group:    "orderflow-" + cfg.Service,
+		group:    GroupName(cfg.Service),
 		dlqTopic: DLQTopic(cfg.Service),
 	}
 	if cfg.Events != nil {
@@ -372,6 +375,7 @@ func New(cfg Config, log *slog.Logger) (*Runner, error) {
 	var kt *kotel.Tracer
 	r.kafka, kt = kafka.Instrument(kafka.Instrumentation{
 		ClientID: r.group + "-consumer", Registerer: cfg.Registerer, Tracing: cfg.Tracing, Group: r.group,
+		Security: cfg.Kafka,
 	})
 	r.trace = newTracing(cfg.Tracing, kt, cfg.Service)
 	r.joint = newJoiner(r)
@@ -398,6 +402,9 @@ func (r *Runner) Ready(ctx context.Context) error {
 
 // DLQTopic is the dead-letter topic of a service's consumer.
 func DLQTopic(service string) string { return "dlq." + service }
+
+// GroupName is the service's consumer group, orderflow-<service>.
+func GroupName(service string) string { return "orderflow-" + service }
 
 // Group is the consumer group id.
 func (r *Runner) Group() string { return r.group }

@@ -62,7 +62,7 @@ func setup(t *testing.T) *bundle {
 		// not read other tests' records.
 		b.topic = "orders.test-" + randHex(4)
 	}
-	if err := kafka.EnsureTopics(ctx, b.broker.Addrs, b.topic, "dlq."+b.service); err != nil {
+	if err := kafka.EnsureTopics(ctx, b.broker.Addrs, kafka.Security{}, b.topic, "dlq."+b.service); err != nil {
 		t.Fatal(err)
 	}
 	return b

@@ -38,7 +38,7 @@ func TestMissingDLQTopicFailsReady(t *testing.T) {
 		err := r.Ready(context.Background())
 		return err != nil && strings.Contains(err.Error(), dlq)
 	})
-	if err := kafka.EnsureTopics(context.Background(), b.broker.Addrs, dlq); err != nil {
+	if err := kafka.EnsureTopics(context.Background(), b.broker.Addrs, kafka.Security{}, dlq); err != nil {
 		t.Fatal(err)
 	}
 	b.deadLetters(t, 1)

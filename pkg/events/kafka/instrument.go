@@ -20,6 +20,7 @@ type Instrumentation struct {
 	Registerer prometheus.Registerer // kprom's metrics; nil: none
 	Tracing    trace.TracerProvider  // kotel's spans; nil: none
 	Group      string                // the consumer group, for consumers' spans
+	Security   Security              // how the client authenticates to the brokers
 }
 
 // Instrument returns the client options that instrument it, and the kotel
@@ -27,7 +28,7 @@ type Instrumentation struct {
 // with. kprom registers its metrics when the client is created and
 // unregisters them when it closes, so each client needs its own id.
 func Instrument(in Instrumentation) ([]kgo.Opt, *kotel.Tracer) {
-	opts := []kgo.Opt{kgo.ClientID(in.ClientID)}
+	opts := append([]kgo.Opt{kgo.ClientID(in.ClientID)}, in.Security.Opts()...)
 	if in.Registerer != nil {
 		m := kprom.NewMetrics(MetricsNamespace, kprom.Registerer(in.Registerer), kprom.WithClientLabel(),
 			// Per topic: which service's records a client moves.

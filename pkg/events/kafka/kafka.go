@@ -34,9 +34,9 @@ func ParseBrokers(s string) []string {
 
 // EnsureTopics creates the topics that do not exist yet, with Partitions
 // partitions and the broker's default replication. Existing topics are left
-// as they are.
-func EnsureTopics(ctx context.Context, brokers []string, topics ...string) error {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+// as they are. The client authenticates with sec.
+func EnsureTopics(ctx context.Context, brokers []string, sec Security, topics ...string) error {
+	cl, err := kgo.NewClient(append(sec.Opts(), kgo.SeedBrokers(brokers...))...)
 	if err != nil {
 		return fmt.Errorf("kafka admin client: %w", err)
 	}
@@ -57,11 +57,11 @@ func EnsureTopics(ctx context.Context, brokers []string, topics ...string) error
 // EnsureTopicsRetrying is EnsureTopics retried with backoff (up to 30 s
 // apart) until it succeeds or ctx is done, so a service can start while the
 // broker is still down and get its topics once the broker is back.
-func EnsureTopicsRetrying(ctx context.Context, brokers []string, log *slog.Logger, topics ...string) {
+func EnsureTopicsRetrying(ctx context.Context, brokers []string, sec Security, log *slog.Logger, topics ...string) {
 	backoff := time.Second
 	for {
 		actx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		err := EnsureTopics(actx, brokers, topics...)
+		err := EnsureTopics(actx, brokers, sec, topics...)
 		cancel()
 		if err == nil {
 			log.Info("kafka topics ready", "topics", len(topics), "partitions", Partitions)

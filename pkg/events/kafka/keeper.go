@@ -28,18 +28,20 @@ type Keeper struct {
 	interval time.Duration
 	log      *slog.Logger
 	problem  atomic.Pointer[error] // nil: every topic is there
+	opts     []kgo.Opt             // the client's security
 }
 
 // DefaultKeeperInterval is how often a Keeper checks its topics again.
 const DefaultKeeperInterval = time.Minute
 
 // NewKeeper returns the keeper of topics on brokers, checking them every
-// interval (0: DefaultKeeperInterval).
-func NewKeeper(brokers []string, topics []string, interval time.Duration, log *slog.Logger) *Keeper {
+// interval (0: DefaultKeeperInterval), its client authenticating with opts
+// (Security.Opts).
+func NewKeeper(brokers []string, topics []string, interval time.Duration, log *slog.Logger, opts ...kgo.Opt) *Keeper {
 	if interval <= 0 {
 		interval = DefaultKeeperInterval
 	}
-	k := &Keeper{brokers: brokers, topics: slices.Compact(slices.Sorted(slices.Values(topics))), interval: interval, log: log}
+	k := &Keeper{brokers: brokers, topics: slices.Compact(slices.Sorted(slices.Values(topics))), interval: interval, log: log, opts: opts}
 	k.setProblem(errors.New("not checked yet: " + strings.Join(k.topics, ", ")))
 	return k
 }
@@ -54,7 +56,7 @@ func (k *Keeper) Run(ctx context.Context) error {
 		k.problem.Store(nil)
 		return nil
 	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(k.brokers...))
+	cl, err := kgo.NewClient(append(slices.Clone(k.opts), kgo.SeedBrokers(k.brokers...))...)
 	if err != nil {
 		return fmt.Errorf("topic keeper: kafka client: %w", err)
 	}

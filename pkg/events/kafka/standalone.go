@@ -56,7 +56,7 @@ func RunStandalone(ctx context.Context, cfg StandaloneConfig, log *slog.Logger) 
 	defer e.Close()
 	tctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	if err := EnsureTopics(tctx, e.Addrs(), cfg.Topics...); err != nil {
+	if err := EnsureTopics(tctx, e.Addrs(), Security{}, cfg.Topics...); err != nil {
 		return err
 	}
 	log.Info("broker ready", "addr", e.Addrs(), "data_dir", cfg.DataDir, "topics", len(cfg.Topics))

@@ -20,7 +20,7 @@ func TestFaultHandler(t *testing.T) {
 	}
 	defer e.Close()
 	ctx := context.Background()
-	if err := EnsureTopics(ctx, e.Addrs(), "orders"); err != nil {
+	if err := EnsureTopics(ctx, e.Addrs(), Security{}, "orders"); err != nil {
 		t.Fatal(err)
 	}
 	srv := httptest.NewServer(FaultHandler(e.Cluster()))

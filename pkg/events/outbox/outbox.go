@@ -93,6 +93,9 @@ type Config struct {
 	// (kafka.Instrument); nil registers none.
 	Registerer prometheus.Registerer
 
+	// Kafka is how the relay authenticates to the brokers (SASL, TLS).
+	Kafka kafka.Security
+
 	// LogSteps logs one info line per event published to Kafka, the step
 	// of its order (steps.go).
 	LogSteps bool
@@ -161,6 +164,7 @@ func New(pool *pgxpool.Pool, cfg Config, log *slog.Logger) *Outbox {
 	o.outage = retry.NewOutage("relay", cfg.Registerer)
 	o.kafka, _ = kafka.Instrument(kafka.Instrumentation{
 		ClientID: "orderflow-" + cfg.Service + "-relay", Registerer: cfg.Registerer, Tracing: cfg.Tracing,
+		Security: cfg.Kafka,
 	})
 	return o
 }

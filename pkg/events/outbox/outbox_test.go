@@ -599,7 +599,7 @@ func TestBrokerStoppedAndRestarted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := kafka.EnsureTopics(context.Background(), []string{addr}, contract.TopicOrders); err != nil {
+	if err := kafka.EnsureTopics(context.Background(), []string{addr}, kafka.Security{}, contract.TopicOrders); err != nil {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))

@@ -60,7 +60,7 @@ func (o *Outbox) Run(ctx context.Context) error {
 	// A client of its own for Ready, so readiness does not depend on
 	// leadership; the producer is made anew for each leadership term.
 	if o.cfg.Publisher == nil {
-		pinger, err := kgo.NewClient(kgo.SeedBrokers(o.cfg.Brokers...))
+		pinger, err := kgo.NewClient(append(o.cfg.Kafka.Opts(), kgo.SeedBrokers(o.cfg.Brokers...))...)
 		if err != nil {
 			return fmt.Errorf("kafka client: %w", err)
 		}
