@@ -109,7 +109,8 @@ var sharedUnprovoked = map[string]string{
 }
 
 // CheckOpenAPI fails t for each way the document and the service part:
-// the document is not valid OpenAPI 3.1 (the official schema); a route the
+// the document is not valid OpenAPI 3.1 (the official schema); its first
+// server is not the registry's port of the service; a route the
 // service serves is not documented, or a documented one is not served; a
 // case's answer has a status the operation does not list, another
 // Content-Type, a body its schema refuses or lacks a required header; a
