@@ -1,0 +1,42 @@
+package devstack
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/orderflow/orderflow/internal/registry"
+	"github.com/orderflow/orderflow/internal/testenv"
+)
+
+// With Kafka security on, every client authenticates and each service is
+// held to its ACLs, and the pipeline still works end to end: an order is
+// paid, shipped, awarded its points and emailed. Nothing of the secrets
+// appears in the logs.
+func TestPipelineWithKafkaACLs(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the whole stack")
+	}
+	env := map[string]string{
+		"WAREHOUSE_SHIP_DELAY": "100ms",
+		"LOYALTY_AWARD_DELAY":  "500ms",
+		"KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
+		"KAFKA_SASL_USER":      "admin",
+		"KAFKA_SASL_PASSWORD":  "sekret-admin-kafka",
+	}
+	for _, s := range registry.Services {
+		env[strings.ToUpper(s.Name)+"_KAFKA_PASSWORD"] = "sekret-" + s.Name + "-kafka"
+	}
+	logs := &testenv.SyncBuffer{}
+	s := startStackOn(t, env, stackDatabases(t), 4, func(o *Options) { o.Logs = logs })
+	id := s.place(t, newOrder("tok_visa", 2, 1250))
+	s.waitOrder(t, id, func(v orderView) bool { return v.Status == "shipped" && v.PointsAwarded == 25 })
+	s.waitEmails(t, id, "confirmation:sent shipped:sent")
+	if strings.Contains(logs.String(), "sekret") {
+		t.Errorf("a Kafka password is in the logs")
+	}
+	for _, want := range []string{`"sasl":"SCRAM-SHA-512"`, `"user":"payments"`} {
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("the logs do not say %s", want)
+		}
+	}
+}
