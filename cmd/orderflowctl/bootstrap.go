@@ -7,7 +7,10 @@ import (
 	"os"
 	"strings"
 
+	"github.com/twmb/franz-go/pkg/kgo"
+
 	"github.com/orderflow/orderflow/pkg/config"
+	"github.com/orderflow/orderflow/pkg/events/kafka"
 	"github.com/orderflow/orderflow/pkg/postgres"
 	"github.com/orderflow/orderflow/pkg/service"
 )
@@ -39,4 +42,16 @@ func dbBootstrap(ctx context.Context, args []string, out io.Writer) error {
 	fmt.Fprintf(out, "done: each role owns its database and nothing else; the services connect as them (%s)\n",
 		strings.Join(services, ", "))
 	return nil
+}
+
+// newKafkaClient is a client of brokers authenticated as the operator's
+// tool: KAFKA_SASL_MECHANISM, KAFKA_SASL_USER and KAFKA_SASL_PASSWORD,
+// KAFKA_TLS (kafka.SecurityFromEnv), the variables the services read.
+func newKafkaClient(brokers []string, opts ...kgo.Opt) (*kgo.Client, error) {
+	env := config.FromEnv()
+	sec := kafka.SecurityFromEnv(env, "")
+	if err := env.Err(); err != nil {
+		return nil, err
+	}
+	return kgo.NewClient(append(append(sec.Opts(), kgo.SeedBrokers(brokers...)), opts...)...)
 }

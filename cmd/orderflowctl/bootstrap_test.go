@@ -10,8 +10,11 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/orderflow/orderflow/internal/pgtest"
+	"github.com/orderflow/orderflow/pkg/events/kafka"
 	"github.com/orderflow/orderflow/pkg/postgres"
 )
 
@@ -50,5 +53,38 @@ func TestDBBootstrap(t *testing.T) {
 		if err != nil || owner != prefix+name {
 			t.Errorf("%s: database owned by %q (%v), want its role %s", name, owner, err, prefix+name)
 		}
+	}
+}
+
+// orderflowctl's Kafka clients authenticate as the services' variables
+// say: with KAFKA_SASL_* set they reach a broker that requires it, and
+// without them they do not.
+func TestKafkaClientAuthenticates(t *testing.T) {
+	admin := kafka.Security{Mechanism: kafka.ScramSHA512, User: "ops", Password: "ops-secret"}
+	e, err := kafka.StartEmbedded("127.0.0.1:0", "", kafka.EmbeddedSecurity{Admin: admin})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Close)
+	list := func() error {
+		cl, err := newKafkaClient(e.Addrs(), kgo.RequestRetries(0))
+		if err != nil {
+			return err
+		}
+		defer cl.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_, err = kadm.NewClient(cl).ListTopics(ctx)
+		return err
+	}
+	t.Setenv("KAFKA_SASL_MECHANISM", "")
+	if err := list(); err == nil {
+		t.Error("an unauthenticated client listed the topics")
+	}
+	t.Setenv("KAFKA_SASL_MECHANISM", "SCRAM-SHA-512")
+	t.Setenv("KAFKA_SASL_USER", "ops")
+	t.Setenv("KAFKA_SASL_PASSWORD", "ops-secret")
+	if err := list(); err != nil {
+		t.Errorf("with KAFKA_SASL_*: %v", err)
 	}
 }

@@ -12,7 +12,6 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/orderflow/orderflow/pkg/events/outbox"
 	"github.com/orderflow/orderflow/pkg/events/rabbit"
@@ -69,7 +68,7 @@ func outboxBacklog(ctx context.Context, service, dbURL string) backlog {
 // the high watermark from the group's committed offsets) and the records
 // held in every dlq.* topic.
 func kafkaBacklogs(ctx context.Context, brokers []string, services []string) []backlog {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	cl, err := newKafkaClient(brokers)
 	if err != nil {
 		return []backlog{{kind: "consumer", name: strings.Join(brokers, ","), err: err}}
 	}

@@ -168,7 +168,7 @@ func dlq(ctx context.Context, args []string, out io.Writer) error {
 		return err
 	}
 	topo := rabbit.EmailTopology(cfg.RetryDelays)
-	cl, err := kgo.NewClient(kgo.SeedBrokers(cfg.Brokers...))
+	cl, err := newKafkaClient(cfg.Brokers)
 	if err != nil {
 		return err
 	}

@@ -56,7 +56,7 @@ func keyPartition(key string, n int) int32 {
 // after since to the end as it is now; and where each service's consumer
 // group has got to on those partitions.
 func readKafka(ctx context.Context, brokers []string, f *facts, since time.Time) error {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	cl, err := newKafkaClient(brokers)
 	if err != nil {
 		return err
 	}
