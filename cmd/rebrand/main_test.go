@@ -19,14 +19,19 @@ func TestRebrand(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and tests a copy of the repository")
 	}
-	// brand is the repository's prefix; a fork's rebrand rewrote this
-	// literal too, so the test renames a fork as well (to another name).
-	const brand = "orderflow"
+	// brand is the repository's prefix. The rebrand rewrites the prefix
+	// where it names something, followed by _ as here, so in a fork this
+	// is the fork's and the test renames the fork (to another name).
+	brand := strings.TrimSuffix("orderflow_", "_")
 	target := "shop"
 	if brand == target {
 		target = "store"
 	}
 	dir := testenv.CopyRepo(t, "../..")
+	oldModule, err := modulePath(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
 	n, err := rebrand(dir, "github.com/acme/"+target, target, brand)
 	if err != nil {
 		t.Fatal(err)
@@ -34,7 +39,7 @@ func TestRebrand(t *testing.T) {
 	if n < 100 {
 		t.Errorf("%d files changed; the prefix is in far more", n)
 	}
-	left := regexp.MustCompile(`(^|[^A-Za-z0-9.])orderflow[_-]|github\.com/orderflow/orderflow`)
+	left := regexp.MustCompile(`(^|[^A-Za-z0-9.])` + brand + `[_-]|` + regexp.QuoteMeta(oldModule))
 	_ = filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
 		if err != nil || d.IsDir() || !strings.Contains(".go.yaml.yml.json.md.sql", filepath.Ext(path)) {
 			return err
