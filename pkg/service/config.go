@@ -12,6 +12,7 @@ import (
 
 	"github.com/orderflow/orderflow/pkg/config"
 	"github.com/orderflow/orderflow/pkg/events/kafka"
+	"github.com/orderflow/orderflow/pkg/httpserver"
 	"github.com/orderflow/orderflow/pkg/postgres"
 	"github.com/orderflow/orderflow/pkg/telemetry"
 )
@@ -30,11 +31,12 @@ type Config struct {
 	// bootstrap, make run) creates both. "" is Database's name (RoleName).
 	Role             string
 	PostgresPassword string
-	MaxConns         int32          // the service pool's size; default DefaultMaxConns
-	Brokers          []string       // Kafka seed brokers; default the dev stack's 127.0.0.1:9092
-	Kafka            kafka.Security // how its Kafka clients authenticate (SASL, TLS); zero: plaintext, none
-	OutboxRetention  time.Duration  // published outbox rows are kept this long; default 7 days
-	ShutdownTimeout  time.Duration  // how long in-flight requests may finish after ctx is done; default 7s
+	MaxConns         int32           // the service pool's size; default DefaultMaxConns
+	Brokers          []string        // Kafka seed brokers; default the dev stack's 127.0.0.1:9092
+	Kafka            kafka.Security  // how its Kafka clients authenticate (SASL, TLS); zero: plaintext, none
+	Auth             httpserver.Auth // who may call its HTTP API (HTTP_AUTH...); zero: anyone
+	OutboxRetention  time.Duration   // published outbox rows are kept this long; default 7 days
+	ShutdownTimeout  time.Duration   // how long in-flight requests may finish after ctx is done; default 7s
 
 	// RetryBackoff is the consumer's first retry backoff (consumer.Config
 	// BaseBackoff); zero takes the consumer's default. Tests shorten it.
@@ -120,6 +122,7 @@ func FromEnv(e *config.Env, name, httpAddr string) Config {
 		PostgresURL: e.String("POSTGRES_URL", postgres.DefaultURL),
 		Brokers:     kafka.ParseBrokers(e.String("KAFKA_BROKERS", "")),
 		Kafka:       kafka.SecurityFromEnv(e, name),
+		Auth:        httpserver.AuthFromEnv(e),
 	}
 	if prefix := e.String("DATABASE_PREFIX", ""); prefix != "" {
 		// A whole second stack on one server (make chaos beside make run).
@@ -240,6 +243,7 @@ func (c Config) LogValue() slog.Value {
 		slog.Int("postgres_max_conns", int(c.MaxConns)),
 		slog.Any("brokers", c.Brokers),
 		slog.Any("kafka", c.Kafka),
+		slog.Any("http_auth", c.Auth),
 		slog.Duration("outbox_retention", c.OutboxRetention),
 		slog.String("otlp_endpoint", c.Telemetry.Endpoint),
 	)

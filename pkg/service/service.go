@@ -325,8 +325,11 @@ func run(ctx context.Context, cfg Config, spec Spec, log *slog.Logger) error {
 	if parts.Routes != nil {
 		parts.Routes(r)
 	}
+	// Around the whole router: /healthz and /readyz stay open, /metrics
+	// follows HTTP_AUTH_METRICS, and every route of the service is covered.
+	handler := cfg.Auth.WithLog(log.With("component", "auth")).Middleware(r)
 	g.Go(func() error {
-		err := httpserver.Serve(gctx, cfg.HTTPAddr, httpserver.Traced(r, tp, cfg.Name), log, httpserver.WithShutdownTimeout(cfg.ShutdownTimeout))
+		err := httpserver.Serve(gctx, cfg.HTTPAddr, httpserver.Traced(handler, tp, cfg.Name), log, httpserver.WithShutdownTimeout(cfg.ShutdownTimeout))
 		if err != nil {
 			return fmt.Errorf("http server: %w", err)
 		}
