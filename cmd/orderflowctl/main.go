@@ -90,6 +90,9 @@ const usage = `usage:
       every service's database and its role, owning it and nothing else, made
       as POSTGRES_ADMIN_URL's superuser (default POSTGRES_URL); idempotent.
       Passwords from <SERVICE>_POSTGRES_PASSWORD
+  orderflowctl rabbit bootstrap
+      the email service's RabbitMQ user and vhost from AMQP_URL, with rights on
+      its own exchanges and queues only, through rabbitmqctl (RABBITMQCTL)
 environment: POSTGRES_URL (default ` + postgres.DefaultURL + `),
   KAFKA_BROKERS (default ` + service.DefaultBroker + `), AMQP_URL and
   EMAIL_RETRY_DELAYS (as the email service reads them); trace and db:
@@ -123,6 +126,8 @@ func run(ctx context.Context, args []string, out io.Writer, now time.Time) error
 		return load(ctx, args[1:], out, os.Stderr)
 	case len(args) >= 2 && args[0] == "new" && args[1] == "service":
 		return newService(args[2:], ".", out)
+	case len(args) >= 2 && args[0] == "rabbit" && args[1] == "bootstrap":
+		return rabbitBootstrap(ctx, args[2:], out)
 	case len(args) >= 2 && args[0] == "db" && args[1] == "bootstrap":
 		return dbBootstrap(ctx, args[2:], out)
 	case len(args) >= 1 && args[0] == "trace":
