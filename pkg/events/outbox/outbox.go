@@ -88,6 +88,9 @@ type Config struct {
 	LeaseRetry time.Duration // how often a follower tries to become leader; default 1s
 	MinPoll    time.Duration // first fallback poll after activity; default 10ms
 	MaxPoll    time.Duration // longest idle wait between polls when no wake-up comes; default 1s
+	// Drain is how long a stopping relay lets its batch in flight finish
+	// (see term); default 5 s, within service.DefaultShutdownTimeout.
+	Drain time.Duration
 
 	// Registerer receives the outbox metrics and the relay's Kafka client's
 	// (kafka.Instrument); nil registers none.
@@ -121,6 +124,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.MinPoll <= 0 {
 		c.MinPoll = min(10*time.Millisecond, c.MaxPoll)
+	}
+	if c.Drain <= 0 {
+		c.Drain = defaultDrain
 	}
 }
 

@@ -389,7 +389,9 @@ func TestCleanStopFinishesTheBatch(t *testing.T) {
 	if b.broker.Embedded == nil {
 		t.Skip("needs the embedded broker to hold a produce")
 	}
-	o := b.newOutbox(t, nil)
+	// A drain far longer than the hold, so a loaded machine cannot cut
+	// the batch short after the hold ends.
+	o := b.newOutbox(t, func(c *outbox.Config) { c.Drain = 30 * time.Second })
 	ctx := context.Background()
 	want := map[string][]string{}
 	keys := map[string]bool{}
@@ -401,7 +403,7 @@ func TestCleanStopFinishesTheBatch(t *testing.T) {
 	c := consume(t, b.broker.Addrs, keys)
 
 	// The first produce waits longer than a publish cut short would wait
-	// for its acks, and less than the relay's drain.
+	// for its acks (2 s), and less than the relay's drain.
 	held, release := make(chan struct{}), make(chan struct{})
 	var once sync.Once
 	cluster := b.broker.Embedded.Cluster()

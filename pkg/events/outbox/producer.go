@@ -15,12 +15,12 @@ import (
 	"github.com/orderflow/orderflow/pkg/events/outbox/internal/outboxdb"
 )
 
-// shutdownDrain bounds how long a stopping relay lets its batch in flight
-// finish, within service.DefaultShutdownTimeout; shutdownAckWait is how long
-// a publish cut short (lost lease, drain over) still waits for acks already
-// on their way.
+// defaultDrain bounds how long a stopping relay lets its batch in flight
+// finish (Config.Drain), within service.DefaultShutdownTimeout;
+// shutdownAckWait is how long a publish cut short (lost lease, drain over)
+// still waits for acks already on their way.
 const (
-	shutdownDrain   = 5 * time.Second
+	defaultDrain    = 5 * time.Second
 	shutdownAckWait = 2 * time.Second
 )
 

@@ -191,7 +191,7 @@ func (o *Outbox) term(ctx context.Context, l *lease, localWake <-chan struct{}) 
 			select {
 			case <-l.lost:
 			case <-work.Done():
-			case <-time.After(shutdownDrain):
+			case <-time.After(o.cfg.Drain):
 			}
 		}
 	}()
