@@ -237,6 +237,14 @@ func (s *stack) databases() (map[string]string, error) {
 // start runs the broker, then every service, and waits until each answers
 // /readyz.
 func (s *stack) start(ctx context.Context) error {
+	// Each service runs as its own role, made as the superuser first, as
+	// `orderflowctl db bootstrap` makes them.
+	for _, name := range services {
+		o := postgres.Owner{Database: databasePrefix + name, Role: databasePrefix + name}
+		if err := postgres.Bootstrap(ctx, s.pgURL, o); err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+	}
 	if err := s.broker.start(); err != nil {
 		return err
 	}
