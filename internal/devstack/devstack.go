@@ -168,6 +168,31 @@ func Run(ctx context.Context, out io.Writer, opts Options) error {
 			}
 		}
 		sec.Password = func(user string) string { return passwords[user] }
+		if admin.TLS != nil {
+			// KAFKA_TLS=on: the broker serves a certificate made now, which
+			// the stack's clients trust, and tools find in kafka-ca.pem.
+			server, certPEM, roots, err := kafka.SelfSigned()
+			if err != nil {
+				return err
+			}
+			caFile := filepath.Join(opts.DataDir, "kafka-ca.pem")
+			if err := os.MkdirAll(opts.DataDir, 0o755); err != nil {
+				return err
+			}
+			if err := os.WriteFile(caFile, certPEM, 0o644); err != nil {
+				return fmt.Errorf("write the embedded broker's certificate: %w", err)
+			}
+			sec.TLS = server
+			admin.TLS = admin.TLS.Clone()
+			admin.TLS.RootCAs = roots
+			for _, p := range stack {
+				if p.cfg.Kafka.TLS != nil {
+					p.cfg.Kafka.TLS = p.cfg.Kafka.TLS.Clone()
+					p.cfg.Kafka.TLS.RootCAs = roots
+				}
+			}
+			log.Info("embedded kafka broker speaks TLS; tools trust its certificate with KAFKA_TLS_CA_FILE", "ca_file", caFile)
+		}
 		dir := filepath.Join(opts.DataDir, "kafka")
 		b, err := kafka.StartEmbedded(opts.KafkaAddr, dir, sec)
 		if err != nil {

@@ -8,10 +8,11 @@ import (
 	"github.com/orderflow/orderflow/internal/testenv"
 )
 
-// With Kafka security on, every client authenticates and each service is
-// held to its ACLs, and the pipeline still works end to end: an order is
-// paid, shipped, awarded its points and emailed. No secret set for the
-// run (Kafka, PostgreSQL and HTTP passwords, keys) appears in the logs.
+// With Kafka security on (SASL/SCRAM over TLS), every client authenticates
+// and each service is held to its ACLs, and the pipeline still works end
+// to end: an order is paid, shipped, awarded its points and emailed. No
+// secret set for the run (Kafka, PostgreSQL and HTTP passwords, keys)
+// appears in the logs.
 func TestPipelineWithKafkaACLs(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the whole stack")
@@ -22,6 +23,7 @@ func TestPipelineWithKafkaACLs(t *testing.T) {
 		"KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
 		"KAFKA_SASL_USER":      "admin",
 		"KAFKA_SASL_PASSWORD":  "sekret-admin-kafka",
+		"KAFKA_TLS":            "on",
 		// Secrets of the other layers, set so the logs can be searched
 		// for them too (HTTP auth stays off: the flow's requests carry
 		// no credentials).
@@ -41,7 +43,7 @@ func TestPipelineWithKafkaACLs(t *testing.T) {
 		i := strings.Index(logs.String(), "sekret")
 		t.Errorf("a secret is in the logs: ...%s...", logs.String()[max(0, i-200):i+30])
 	}
-	for _, want := range []string{`"sasl":"SCRAM-SHA-512"`, `"user":"payments"`} {
+	for _, want := range []string{`"sasl":"SCRAM-SHA-512"`, `"user":"payments"`, `"tls":true`, "speaks TLS"} {
 		if !strings.Contains(logs.String(), want) {
 			t.Errorf("the logs do not say %s", want)
 		}
