@@ -90,6 +90,9 @@ const usage = `usage:
       every service's database and its role, owning it and nothing else, made
       as POSTGRES_ADMIN_URL's superuser (default POSTGRES_URL); idempotent.
       Passwords from <SERVICE>_POSTGRES_PASSWORD
+  orderflowctl kafka bootstrap
+      on a real cluster: every topic, each service's SCRAM user
+      (<SERVICE>_KAFKA_PASSWORD) and its ACLs, as KAFKA_SASL_USER (a superuser)
   orderflowctl rabbit bootstrap
       the email service's RabbitMQ user and vhost from AMQP_URL, with rights on
       its own exchanges and queues only, through rabbitmqctl (RABBITMQCTL)
@@ -126,6 +129,8 @@ func run(ctx context.Context, args []string, out io.Writer, now time.Time) error
 		return load(ctx, args[1:], out, os.Stderr)
 	case len(args) >= 2 && args[0] == "new" && args[1] == "service":
 		return newService(args[2:], ".", out)
+	case len(args) >= 2 && args[0] == "kafka" && args[1] == "bootstrap":
+		return kafkaBootstrap(ctx, args[2:], out)
 	case len(args) >= 2 && args[0] == "rabbit" && args[1] == "bootstrap":
 		return rabbitBootstrap(ctx, args[2:], out)
 	case len(args) >= 2 && args[0] == "db" && args[1] == "bootstrap":

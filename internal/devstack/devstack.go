@@ -12,7 +12,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"time"
 
@@ -20,7 +19,6 @@ import (
 
 	"github.com/orderflow/orderflow/internal/registry"
 	"github.com/orderflow/orderflow/pkg/config"
-	"github.com/orderflow/orderflow/pkg/events/consumer"
 	"github.com/orderflow/orderflow/pkg/events/kafka"
 	"github.com/orderflow/orderflow/pkg/events/outbox"
 	"github.com/orderflow/orderflow/pkg/postgres"
@@ -163,7 +161,7 @@ func Run(ctx context.Context, out io.Writer, opts Options) error {
 		passwords := map[string]string{}
 		for _, p := range stack {
 			if p.cfg.Kafka.Mechanism != "" {
-				sec.Users = append(sec.Users, access(registry.Get(p.name), p.cfg.Kafka.User))
+				sec.Users = append(sec.Users, registry.Get(p.name).Access(p.cfg.Kafka.User))
 				passwords[p.cfg.Kafka.User] = p.cfg.Kafka.Password
 			}
 		}
@@ -277,14 +275,3 @@ func baseURL(addr string) string {
 	return "localhost" + addr
 }
 
-// access is what the service s may do on the brokers as user: write its
-// own topics and its dead-letter topic, read what it consumes, use its
-// group.
-func access(s registry.Service, user string) kafka.Access {
-	a := kafka.Access{User: user, Consumes: s.Consumes, Writes: s.Emits}
-	if dlq := s.DLQ(); dlq != "" {
-		a.Writes = append(slices.Clone(a.Writes), dlq)
-		a.Group = consumer.GroupName(s.Name)
-	}
-	return a
-}

@@ -11,7 +11,9 @@ import (
 	"slices"
 	"strconv"
 
+	"github.com/orderflow/orderflow/pkg/events/consumer"
 	"github.com/orderflow/orderflow/pkg/events/contract"
+	"github.com/orderflow/orderflow/pkg/events/kafka"
 )
 
 // Service is one service of the system.
@@ -49,6 +51,18 @@ func (s Service) DLQ() string {
 		return ""
 	}
 	return "dlq." + s.Name
+}
+
+// Access is what the service may do on the brokers as user: write its own
+// topics and its dead-letter topic, read what it consumes, use its group
+// (kafka.Access.ACLs).
+func (s Service) Access(user string) kafka.Access {
+	a := kafka.Access{User: user, Consumes: s.Consumes, Writes: slices.Clone(s.Emits)}
+	if dlq := s.DLQ(); dlq != "" {
+		a.Writes = append(a.Writes, dlq)
+		a.Group = consumer.GroupName(s.Name)
+	}
+	return a
 }
 
 // Addr is the service's default listen address, ":<port>".

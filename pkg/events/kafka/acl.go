@@ -1,6 +1,10 @@
 package kafka
 
 import (
+	"context"
+	"fmt"
+
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
@@ -34,4 +38,50 @@ func (a Access) ACLs() []kfake.ACL {
 		allow(kmsg.ACLResourceTypeGroup, a.Group, kmsg.ACLOperationRead)
 	}
 	return acls
+}
+
+// Provision makes each access's SCRAM user (mechanism ScramSHA512 or
+// ScramSHA256) with its password and creates its ACLs on a real cluster,
+// through adm, whose client must be a superuser's (or hold ALTER on the
+// cluster). Upserting a user and creating an ACL that exists change
+// nothing, so it may run after every upgrade.
+func Provision(ctx context.Context, adm *kadm.Client, mechanism string, accesses []Access, password func(user string) string) error {
+	mech := kadm.ScramSha512
+	if mechanism == ScramSHA256 {
+		mech = kadm.ScramSha256
+	}
+	var users []kadm.UpsertSCRAM
+	for _, a := range accesses {
+		// 4096 iterations, Kafka's minimum and kafka-configs' default (the
+		// embedded broker checks with 4096 whatever was stored).
+		users = append(users, kadm.UpsertSCRAM{User: a.User, Mechanism: mech, Iterations: 4096, Password: password(a.User)})
+	}
+	altered, err := adm.AlterUserSCRAMs(ctx, nil, users)
+	if err == nil {
+		err = altered.Error()
+	}
+	if err != nil {
+		return fmt.Errorf("kafka users: %w", err)
+	}
+	for _, a := range accesses {
+		for _, acl := range a.ACLs() {
+			b := kadm.NewACLs().Allow("User:" + a.User).AllowHosts("*").
+				Operations(acl.Operation).ResourcePatternType(kadm.ACLPatternLiteral)
+			if acl.Resource == kmsg.ACLResourceTypeGroup {
+				b = b.Groups(acl.Name)
+			} else {
+				b = b.Topics(acl.Name)
+			}
+			results, err := adm.CreateACLs(ctx, b)
+			if err != nil {
+				return fmt.Errorf("kafka ACLs of %s: %w", a.User, err)
+			}
+			for _, r := range results {
+				if r.Err != nil {
+					return fmt.Errorf("kafka ACL %s %v on %s for %s: %w", r.Operation, r.Type, r.Name, a.User, r.Err)
+				}
+			}
+		}
+	}
+	return nil
 }

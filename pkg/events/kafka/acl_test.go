@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -92,5 +93,49 @@ func TestACLsHoldEachServiceToItsTopics(t *testing.T) {
 	wrong.Password = "guess"
 	if err := produce(as(wrong), "payments"); err == nil {
 		t.Error("a wrong password produced")
+	}
+}
+
+// Provision makes a service's user and ACLs on a cluster that has neither:
+// afterwards the user writes its own topic and is refused another's; run
+// again, it changes nothing.
+func TestProvisionMakesUsersAndACLs(t *testing.T) {
+	t.Parallel()
+	admin := kafka.Security{Mechanism: kafka.ScramSHA512, User: "admin", Password: "admin-secret"}
+	e, err := kafka.StartEmbedded("127.0.0.1:0", "", kafka.EmbeddedSecurity{Admin: admin})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Close)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := kafka.EnsureTopics(ctx, e.Addrs(), admin, "orders", "payments", "dlq.payments"); err != nil {
+		t.Fatal(err)
+	}
+	cl, err := kgo.NewClient(append(admin.Opts(), kgo.SeedBrokers(e.Addrs()...))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	payments := kafka.Access{User: "payments", Group: "orderflow-payments", Consumes: []string{"orders"}, Writes: []string{"payments", "dlq.payments"}}
+	for range 2 {
+		if err := kafka.Provision(ctx, kadm.NewClient(cl), kafka.ScramSHA512, []kafka.Access{payments}, func(string) string { return "payments-secret" }); err != nil {
+			t.Fatalf("provision: %v", err)
+		}
+	}
+	me := kafka.Security{Mechanism: kafka.ScramSHA512, User: "payments", Password: "payments-secret"}
+	produce := func(topic string) error {
+		c, err := kgo.NewClient(append(me.Opts(), kgo.SeedBrokers(e.Addrs()...), kgo.RecordRetries(1), kgo.UnknownTopicRetries(0))...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		return c.ProduceSync(ctx, &kgo.Record{Topic: topic, Value: []byte("{}")}).FirstErr()
+	}
+	if err := produce("payments"); err != nil {
+		t.Errorf("the provisioned user writing its topic: %v", err)
+	}
+	if err := produce("orders"); !errors.Is(err, kerr.TopicAuthorizationFailed) {
+		t.Errorf("the provisioned user writing orders: %v, want TOPIC_AUTHORIZATION_FAILED", err)
 	}
 }
