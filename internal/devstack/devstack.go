@@ -274,4 +274,3 @@ func baseURL(addr string) string {
 	}
 	return "localhost" + addr
 }
-
