@@ -29,7 +29,7 @@ func TestACLsHoldEachServiceToItsTopics(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(e.Close)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	if err := kafka.EnsureTopics(ctx, e.Addrs(), admin, "orders", "payments", "warehouse", "loyalty", "dlq.payments"); err != nil {
 		t.Fatalf("the admin creates topics: %v", err)
@@ -64,9 +64,9 @@ func TestACLsHoldEachServiceToItsTopics(t *testing.T) {
 	if err := produce(as(admin), "orders"); err != nil {
 		t.Fatal(err)
 	}
-	fetch := func(group, topic string) error {
+	fetch := func(group, topic string, within time.Duration) error {
 		c := as(me, kgo.ConsumerGroup(group), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
-		fctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		fctx, cancel := context.WithTimeout(ctx, within)
 		defer cancel()
 		for fctx.Err() == nil {
 			fs := c.PollFetches(fctx)
@@ -79,13 +79,13 @@ func TestACLsHoldEachServiceToItsTopics(t *testing.T) {
 		}
 		return fctx.Err()
 	}
-	if err := fetch("orderflow-payments", "orders"); err != nil {
+	if err := fetch("orderflow-payments", "orders", 25*time.Second); err != nil {
 		t.Errorf("payments reading orders in its group: %v", err)
 	}
-	if err := fetch("orderflow-orders", "orders"); !errors.Is(err, kerr.GroupAuthorizationFailed) {
+	if err := fetch("orderflow-orders", "orders", 5*time.Second); !errors.Is(err, kerr.GroupAuthorizationFailed) {
 		t.Errorf("payments joining orders' group: %v, want GROUP_AUTHORIZATION_FAILED", err)
 	}
-	if err := fetch("orderflow-payments", "loyalty"); err == nil {
+	if err := fetch("orderflow-payments", "loyalty", 5*time.Second); err == nil {
 		t.Error("payments read loyalty's topic, which it does not consume")
 	}
 
