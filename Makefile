@@ -9,11 +9,18 @@ PKGS  := ./...
 run: check-services
 	$(GO) run ./cmd/orderflow
 
-## test: every test, against local PostgreSQL and RabbitMQ and the embedded broker
+# The packages that run services on the tests' broker run a second time
+# with it secured (internal/kafkatest): SCRAM-SHA-512 over TLS, each
+# service's user held to its ACLs.
+SECURE_PKGS := ./services/... ./internal/servicetest ./internal/kafkatest ./cmd/orderflowctl ./pkg/service
+
+## test: every test, against local PostgreSQL and RabbitMQ and the embedded broker; then the services'
+## tests again with the broker secured (KAFKA_TEST_SECURITY=on)
 test: check-services check-generated
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed on: $$(gofmt -l $$(git ls-files '*.go'))"; exit 1; }
 	$(GO) vet $(PKGS)
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
+	KAFKA_TEST_SECURITY=on $(GO) test -race -count=1 -timeout 20m $(SECURE_PKGS)
 
 # sqlc is a tool of its own module (tools/go.mod), so its dependencies
 # (a SQL parser in WebAssembly, gRPC, MySQL and SQLite drivers...) stay out

@@ -39,10 +39,10 @@ func TestDLQKafkaListShowReplay(t *testing.T) {
 	suffix := randomSuffix()
 	origin, dlq := "dlqtest."+suffix, "dlq.dlqtest-"+suffix
 	broker := kafkatest.Start(t)
-	if err := kafka.EnsureTopics(ctx, broker.Addrs, kafka.Security{}, origin, dlq); err != nil {
+	if err := kafka.EnsureTopics(ctx, broker.Addrs, broker.Admin, origin, dlq); err != nil {
 		t.Fatal(err)
 	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(broker.Addrs...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	cl, err := kgo.NewClient(broker.Opts(kgo.RecordPartitioner(kgo.ManualPartitioner()))...)
 	if err != nil {
 		t.Fatal(err)
 	}

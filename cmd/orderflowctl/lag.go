@@ -12,6 +12,7 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/orderflow/orderflow/pkg/events/outbox"
 	"github.com/orderflow/orderflow/pkg/events/rabbit"
@@ -22,6 +23,7 @@ import (
 type sources struct {
 	databases map[string]string // service → its database URL
 	brokers   []string
+	kafkaOpts []kgo.Opt // added to the operator's client options (tests: the test broker's security)
 	amqpURL   string
 	topology  rabbit.Topology // the email service's queues
 }
@@ -47,7 +49,7 @@ func gatherLag(ctx context.Context, s sources) []backlog {
 	for _, name := range services {
 		out = append(out, outboxBacklog(ctx, name, s.databases[name]))
 	}
-	out = append(out, kafkaBacklogs(ctx, s.brokers, services)...)
+	out = append(out, kafkaBacklogs(ctx, s.brokers, s.kafkaOpts, services)...)
 	out = append(out, queueBacklogs(s.amqpURL, s.topology)...)
 	return out
 }
@@ -67,8 +69,8 @@ func outboxBacklog(ctx context.Context, service, dbURL string) backlog {
 // kafkaBacklogs is each service's consumer lag per topic (records behind
 // the high watermark from the group's committed offsets) and the records
 // held in every dlq.* topic.
-func kafkaBacklogs(ctx context.Context, brokers []string, services []string) []backlog {
-	cl, err := newKafkaClient(brokers)
+func kafkaBacklogs(ctx context.Context, brokers []string, opts []kgo.Opt, services []string) []backlog {
+	cl, err := newKafkaClient(brokers, opts...)
 	if err != nil {
 		return []backlog{{kind: "consumer", name: strings.Join(brokers, ","), err: err}}
 	}

@@ -45,7 +45,7 @@ func TestLagShowsEveryBacklog(t *testing.T) {
 		t.Fatal(err)
 	}
 	broker := kafkatest.Start(t)
-	o := outbox.New(pool, outbox.Config{Service: svc, Brokers: broker.Addrs}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	o := outbox.New(pool, outbox.Config{Service: svc, Brokers: broker.Addrs, Kafka: broker.Admin}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 		return o.Write(ctx, tx,
 			&contract.OrderCancelled{Envelope: contract.Envelope{OrderID: "0193a000-0000-7000-8000-000000000001"}, Reason: "customer_request"},
@@ -58,10 +58,10 @@ func TestLagShowsEveryBacklog(t *testing.T) {
 	// The service's group has committed 1 of 3 records of its topic, and
 	// its dead-letter topic holds 2 records.
 	topic, dlq := "lagtest."+suffix, "dlq."+svc
-	if err := kafka.EnsureTopics(ctx, broker.Addrs, kafka.Security{}, topic, dlq); err != nil {
+	if err := kafka.EnsureTopics(ctx, broker.Addrs, broker.Admin, topic, dlq); err != nil {
 		t.Fatal(err)
 	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(broker.Addrs...), kgo.DefaultProduceTopic(topic), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	cl, err := kgo.NewClient(broker.Opts(kgo.DefaultProduceTopic(topic), kgo.RecordPartitioner(kgo.ManualPartitioner()))...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,7 +85,7 @@ func TestLagShowsEveryBacklog(t *testing.T) {
 	amqptest.Publish(t, topo.Exchange, topo.RoutingKey, amqp.Publishing{Body: []byte(`{}`)})
 	amqptest.Publish(t, "", topo.DeadQueue(), amqp.Publishing{Body: []byte(`{}`)})
 
-	rows := gatherLag(ctx, sources{databases: map[string]string{svc: dbURL}, brokers: broker.Addrs, amqpURL: amqptest.URL(), topology: topo})
+	rows := gatherLag(ctx, sources{databases: map[string]string{svc: dbURL}, brokers: broker.Addrs, kafkaOpts: broker.Admin.Opts(), amqpURL: amqptest.URL(), topology: topo})
 	var out bytes.Buffer
 	printLag(&out, rows)
 	t.Log("\n" + out.String())

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"regexp"
 	"strings"
@@ -42,11 +43,13 @@ func TestTraceFollowsOrders(t *testing.T) {
 		}
 	})
 	broker := kafkatest.Start(t)
-	for k, v := range map[string]string{
-		"DATABASE_PREFIX": prefix, "KAFKA_BROKERS": strings.Join(broker.Addrs, ","), "POSTGRES_URL": pgtest.ServerURL(),
+	env := broker.Env(t)
+	maps.Copy(env, map[string]string{
+		"DATABASE_PREFIX": prefix, "POSTGRES_URL": pgtest.ServerURL(),
 		"POSTGRES_MAX_CONNS": "3", "WAREHOUSE_SHIP_DELAY": "300ms", "LOYALTY_AWARD_DELAY": "1h",
 		"SMTP_ADDR": "", "LOG_LEVEL": "warn",
-	} {
+	})
+	for k, v := range env {
 		t.Setenv(k, v)
 	}
 	addrs := map[string]string{}
@@ -121,7 +124,7 @@ func TestTraceFollowsOrders(t *testing.T) {
 	// A record of the order that fails its schema: dead-lettered by both
 	// of OrderPlaced's consumers, each named as missing.
 	poison := fmt.Sprintf(`{"event":"OrderPlaced","version":1,"eventId":%q,"orderId":%q}`, uuid.NewString(), declined)
-	cl, err := kgo.NewClient(kgo.SeedBrokers(broker.Addrs...))
+	cl, err := kgo.NewClient(broker.Opts()...)
 	if err != nil {
 		t.Fatal(err)
 	}

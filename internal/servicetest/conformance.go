@@ -15,6 +15,7 @@ import (
 	"github.com/orderflow/orderflow/internal/testenv"
 	"github.com/orderflow/orderflow/pkg/events/consumer"
 	"github.com/orderflow/orderflow/pkg/events/contract"
+	"github.com/orderflow/orderflow/pkg/events/kafka"
 	"github.com/orderflow/orderflow/pkg/service"
 )
 
@@ -35,6 +36,10 @@ type Conformance struct {
 	// (rows written, events in its outbox, timers): one Input's worth must
 	// never be counted twice.
 	Effects func(ctx context.Context, pool *pgxpool.Pool, orderID string) (int, error)
+	// Access, for a service internal/registry does not list, is what a
+	// secured test broker (KAFKA_TEST_SECURITY=on) grants its user; the
+	// registry's services have theirs.
+	Access *kafka.Access
 }
 
 // OutboxAndTimers counts the rows of the order in the service's outbox
@@ -57,6 +62,9 @@ func RunConformance(t *testing.T, c Conformance) {
 		t.Skip("runs the service through faults")
 	}
 	s := &suite{c: c, broker: kafkatest.Start(t)}
+	if c.Access != nil {
+		s.broker.Grant(t, *c.Access)
+	}
 	s.cfg = Config(t, s.broker)
 	s.pool = Pool(t, s.cfg)
 	s.producer = NewProducer(t, s.broker)
@@ -271,8 +279,8 @@ func (s *suite) rewind(t *testing.T, recs []*kgo.Record) {
 // waitDeadLetter waits for a record keyed key on dlq.<name>.
 func (s *suite) waitDeadLetter(t *testing.T, key string) {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(s.broker.Addrs...), kgo.ConsumeTopics(consumer.DLQTopic(s.c.Name)),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	cl, err := kgo.NewClient(s.broker.Opts(kgo.ConsumeTopics(consumer.DLQTopic(s.c.Name)),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))...)
 	if err != nil {
 		t.Fatal(err)
 	}

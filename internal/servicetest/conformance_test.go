@@ -14,6 +14,7 @@ import (
 	"github.com/orderflow/orderflow/internal/servicetest"
 	"github.com/orderflow/orderflow/pkg/events/consumer"
 	"github.com/orderflow/orderflow/pkg/events/contract"
+	"github.com/orderflow/orderflow/pkg/events/kafka"
 	"github.com/orderflow/orderflow/pkg/service"
 )
 
@@ -54,6 +55,8 @@ DROP TABLE effects;
 				TotalCents: 100, Currency: "EUR", PaymentToken: "tok_visa",
 			}}
 		},
+		Access: &kafka.Access{User: name, Group: consumer.GroupName(name),
+			Consumes: []string{contract.TopicOrders}, Writes: []string{consumer.DLQTopic(name)}},
 		Effects: func(ctx context.Context, pool *pgxpool.Pool, id string) (int, error) {
 			var n int
 			err := pool.QueryRow(ctx, "SELECT count(*) FROM effects WHERE order_id = $1", id).Scan(&n)

@@ -39,6 +39,7 @@ func Config(t testing.TB, broker *kafkatest.Broker) service.Config {
 		Role:         owner.Role,
 		MaxConns:     4,
 		Brokers:      broker.Addrs,
+		Kafka:        broker.Service,
 		RetryBackoff: time.Millisecond,
 	}
 }
@@ -110,7 +111,7 @@ type Producer struct{ cl *kgo.Client }
 // NewProducer returns a producer closed when t ends.
 func NewProducer(t testing.TB, broker *kafkatest.Broker) *Producer {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(broker.Addrs...))
+	cl, err := kgo.NewClient(broker.Opts()...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -145,7 +146,7 @@ func (p *Producer) ProduceAt(t testing.TB, ev contract.Event) *kgo.Record {
 // partition.
 func WaitConsumed(t testing.TB, broker *kafkatest.Broker, group string, recs ...*kgo.Record) {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(broker.Addrs...))
+	cl, err := kgo.NewClient(broker.Opts()...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -241,8 +242,8 @@ type Collector struct {
 // Collect starts reading topics until t ends.
 func Collect(t testing.TB, broker *kafkatest.Broker, topics ...string) *Collector {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(broker.Addrs...), kgo.ConsumeTopics(topics...),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	cl, err := kgo.NewClient(broker.Opts(kgo.ConsumeTopics(topics...),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))...)
 	if err != nil {
 		t.Fatal(err)
 	}

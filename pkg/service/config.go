@@ -33,7 +33,7 @@ type Config struct {
 	PostgresPassword string
 	MaxConns         int32           // the service pool's size; default DefaultMaxConns
 	Brokers          []string        // Kafka seed brokers; default the dev stack's 127.0.0.1:9092
-	Kafka            kafka.Security  // how its Kafka clients authenticate (SASL, TLS); zero: plaintext, none
+	Kafka            kafka.Security  // how its Kafka clients authenticate (SASL, TLS); zero: plaintext, none; User defaults to Name
 	Auth             httpserver.Auth // who may call its HTTP API (HTTP_AUTH...); zero: anyone
 	OutboxRetention  time.Duration   // published outbox rows are kept this long; default 7 days
 	ShutdownTimeout  time.Duration   // how long in-flight requests may finish after ctx is done; default 7s
@@ -94,6 +94,9 @@ func (c *Config) SetDefaults(name, httpAddr string) {
 	}
 	if len(c.Brokers) == 0 {
 		c.Brokers = []string{DefaultBroker}
+	}
+	if c.Kafka.Mechanism != "" && c.Kafka.User == "" {
+		c.Kafka.User = c.Name // the user its ACLs are for (registry.Service.Access)
 	}
 	if c.OutboxRetention == 0 {
 		c.OutboxRetention = DefaultOutboxRetention

@@ -29,7 +29,7 @@ func TestRunCreatesItsTopics(t *testing.T) {
 	name := "svc" + randHex()
 	consumes, emits := "in-"+name, "out-"+name
 	b, _ := startService(t, name, service.Spec{Topics: []string{consumes}, Emits: []string{emits}})
-	cl, err := kgo.NewClient(kgo.SeedBrokers(b.Addrs...))
+	cl, err := kgo.NewClient(b.Opts()...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,7 +78,7 @@ func startService(t *testing.T, name string, spec service.Spec) (*kafkatest.Brok
 	dbURL := pgtest.OwnerURL(t, owner)
 	addr := testenv.FreeAddr(t)
 	cfg := service.Config{
-		Name: name, HTTPAddr: addr, PostgresURL: pgtest.ServerURL(), Brokers: b.Addrs,
+		Name: name, HTTPAddr: addr, PostgresURL: pgtest.ServerURL(), Brokers: b.Addrs, Kafka: b.Admin,
 		Database: owner.Database, Role: owner.Role,
 	}
 	cfg.SetDefaults(name, addr)
@@ -114,7 +114,7 @@ func TestRunRefusesSuperuserAndSaysHowToBootstrap(t *testing.T) {
 	owner := pgtest.NewOwner(t)
 	run := func(role string) error {
 		addr := testenv.FreeAddr(t)
-		cfg := service.Config{Name: "svc", HTTPAddr: addr, PostgresURL: pgtest.ServerURL(), Brokers: b.Addrs,
+		cfg := service.Config{Name: "svc", HTTPAddr: addr, PostgresURL: pgtest.ServerURL(), Brokers: b.Addrs, Kafka: b.Admin,
 			Database: owner.Database, Role: role}
 		cfg.SetDefaults("svc", addr)
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -138,7 +138,7 @@ func TestRunStoppedWhileStarting(t *testing.T) {
 	owner := pgtest.NewOwner(t)
 	for _, after := range []time.Duration{0, 5 * time.Millisecond, 20 * time.Millisecond, 50 * time.Millisecond} {
 		addr := testenv.FreeAddr(t)
-		cfg := service.Config{Name: "svc", HTTPAddr: addr, PostgresURL: pgtest.ServerURL(), Brokers: b.Addrs,
+		cfg := service.Config{Name: "svc", HTTPAddr: addr, PostgresURL: pgtest.ServerURL(), Brokers: b.Addrs, Kafka: b.Admin,
 			Database: owner.Database, Role: owner.Role}
 		cfg.SetDefaults("svc", addr)
 		ctx, cancel := context.WithCancel(context.Background())

@@ -78,7 +78,7 @@ func (b *bundle) start(t *testing.T) (*testenv.Running, string) {
 // test's events are not held up by a rebalance still under way.
 func (b *bundle) settle(t *testing.T) {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(b.broker.Addrs...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	cl, err := kgo.NewClient(b.broker.Opts(kgo.RecordPartitioner(kgo.ManualPartitioner()))...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -35,7 +35,7 @@ func runService(t *testing.T) *running {
 	broker := kafkatest.Start(t)
 	// kafkatest creates every topic; these are the ones this service needs,
 	// its dead-letter topic included.
-	if err := kafka.EnsureTopics(context.Background(), broker.Addrs, kafka.Security{}, contract.TopicOrders,
+	if err := kafka.EnsureTopics(context.Background(), broker.Addrs, broker.Admin, contract.TopicOrders,
 		contract.TopicPayments, contract.TopicWarehouse, contract.TopicLoyalty, "dlq.orders"); err != nil {
 		t.Fatal(err)
 	}

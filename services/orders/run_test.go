@@ -33,6 +33,7 @@ func TestRun(t *testing.T) {
 		Role:        owner.Role,
 		MaxConns:    4,
 		Brokers:     broker.Addrs,
+		Kafka:       broker.Service,
 	}}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -76,8 +77,8 @@ func TestRun(t *testing.T) {
 	}
 	o := decode[orderResponse](t, resp.body)
 
-	cl, err := kgo.NewClient(kgo.SeedBrokers(broker.Addrs...), kgo.ConsumeTopics(contract.TopicOrders),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	cl, err := kgo.NewClient(broker.Opts(kgo.ConsumeTopics(contract.TopicOrders),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))...)
 	if err != nil {
 		t.Fatal(err)
 	}

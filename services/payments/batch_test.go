@@ -263,7 +263,7 @@ func query[T any](t *testing.T, pool *pgxpool.Pool, sql string) []T {
 // deadLetters is how many records dlq.payments holds.
 func deadLetters(t *testing.T, broker *kafkatest.Broker) int64 {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(broker.Addrs...))
+	cl, err := kgo.NewClient(broker.Opts()...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -47,6 +47,7 @@ func setup(t *testing.T) *bundle {
 			Role:         owner.Role,
 			MaxConns:     4,
 			Brokers:      broker.Addrs,
+			Kafka:        broker.Service,
 			RetryBackoff: time.Millisecond,
 		},
 		FraudLimitCents: 100_000,
@@ -64,7 +65,7 @@ func setup(t *testing.T) *bundle {
 	})
 
 	var err error
-	b.producer, err = kgo.NewClient(kgo.SeedBrokers(broker.Addrs...))
+	b.producer, err = kgo.NewClient(broker.Opts()...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,8 +81,8 @@ func setup(t *testing.T) *bundle {
 	}
 	t.Cleanup(b.pool.Close)
 
-	cl, err := kgo.NewClient(kgo.SeedBrokers(broker.Addrs...), kgo.ConsumeTopics(contract.TopicPayments),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	cl, err := kgo.NewClient(broker.Opts(kgo.ConsumeTopics(contract.TopicPayments),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))...)
 	if err != nil {
 		t.Fatal(err)
 	}
