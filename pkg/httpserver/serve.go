@@ -3,7 +3,7 @@
 // responses (WriteProblem, WriteJSON), the request duration histogram
 // (Metrics), the /healthz, /readyz and /metrics endpoints (Health), and the
 // first steps of reading input (ReadBody, DecodeObject, PathParam,
-// InputError).
+// InputError), and optional authentication of API keys and JWTs (Auth).
 //
 // Guarantees:
 //   - Serve returns only after its server has stopped and its goroutine has
@@ -21,7 +21,7 @@
 //     what the client sent with U+FFFD.
 //
 // Not provided: the rules of fields (package contract's Fields), TLS,
-// authentication, request logging, panic recovery.
+// request logging, panic recovery.
 package httpserver
 
 import (

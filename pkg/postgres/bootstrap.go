@@ -24,11 +24,11 @@ type Owner struct {
 // CONNECT on it the role's alone (PUBLIC's revoked). It runs as adminURL's
 // user, a superuser, and is idempotent: run again it changes nothing but a
 // new password, and it takes over a database an earlier version created
-// as the superuser, objects included. The role also gets
-// pg_read_all_stats: the relay's horizon (outbox_horizon) reads which
-// transactions run in other databases, which PostgreSQL shows a role only
-// for its own sessions otherwise; it reveals other sessions' statement
-// texts and states, never data.
+// as the superuser, objects included. The role is not given
+// pg_read_all_stats (earlier versions granted it; it is revoked), which
+// would show it every session's statement texts: the relay's horizon
+// (outbox_horizon) needs only each session's database and transaction id,
+// which pg_stat_activity shows every role.
 func Bootstrap(ctx context.Context, adminURL string, o Owner) error {
 	if o.Database == "" || o.Role == "" {
 		return errors.New("bootstrap: empty database or role name")
@@ -69,7 +69,7 @@ func Bootstrap(ctx context.Context, adminURL string, o Owner) error {
 		return fmt.Errorf("bootstrap: %s role %s: %w", verb, o.Role, err)
 	}
 	statements := []string{
-		"GRANT pg_read_all_stats TO " + role,
+		"REVOKE pg_read_all_stats FROM " + role, // a warning, no error, when not a member
 		// Not granted by default: PUBLIC's CONNECT lets any role in.
 		"REVOKE ALL ON DATABASE " + db + " FROM PUBLIC",
 		"GRANT CONNECT, TEMPORARY ON DATABASE " + db + " TO " + role,

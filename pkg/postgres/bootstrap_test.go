@@ -112,6 +112,8 @@ func TestBootstrapIsIdempotentAndTakesOver(t *testing.T) {
 	}
 	mustExec(t, admin, "CREATE TABLE orders (id bigserial PRIMARY KEY, status text)")
 	mustExec(t, admin, "CREATE FUNCTION one() RETURNS int LANGUAGE sql AS 'SELECT 1'")
+	// What an earlier version granted, and a bootstrap takes back.
+	mustExec(t, admin, "CREATE ROLE "+pgx.Identifier{o.Role}.Sanitize()+" LOGIN IN ROLE pg_read_all_stats")
 	for range 2 {
 		if err := postgres.Bootstrap(ctx, pgtest.ServerURL(), o); err != nil {
 			t.Fatal(err)
@@ -125,6 +127,10 @@ func TestBootstrapIsIdempotentAndTakesOver(t *testing.T) {
 	mustExec(t, own, "ALTER TABLE orders ADD COLUMN note text")
 	mustExec(t, own, "CREATE OR REPLACE FUNCTION one() RETURNS int LANGUAGE sql AS 'SELECT 1'")
 	mustExec(t, own, "CREATE TABLE later (id int)")
+	var stats bool
+	if err := own.QueryRow(ctx, "SELECT pg_has_role('pg_read_all_stats', 'MEMBER')").Scan(&stats); err != nil || stats {
+		t.Errorf("after the bootstrap the role is a member of pg_read_all_stats: %v, %v", stats, err)
+	}
 }
 
 // Bootstrap refuses to make a superuser a service's role, and to run as

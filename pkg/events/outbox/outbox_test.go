@@ -26,6 +26,7 @@ import (
 	"github.com/orderflow/orderflow/pkg/events/correlation"
 	"github.com/orderflow/orderflow/pkg/events/kafka"
 	"github.com/orderflow/orderflow/pkg/events/outbox"
+	"github.com/orderflow/orderflow/pkg/postgres"
 )
 
 type bundle struct {
@@ -533,6 +534,57 @@ func TestOtherDatabasesDoNotHoldBack(t *testing.T) {
 	var open bool
 	if err := other.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE backend_xid::text = ($1::xid8)::xid::text)", xid).Scan(&open); err != nil || !open {
 		t.Fatalf("the foreign transaction %s ended before the event was published (err %v)", xid, err)
+	}
+}
+
+// The same as a service's role (postgres.Bootstrap), no superuser and
+// without pg_read_all_stats: the horizon still sees that the open
+// transaction is in another database (pg_stat_activity shows every role
+// each session's database and transaction id), while the statement
+// texts of others' sessions stay hidden from it.
+func TestOtherDatabasesDoNotHoldBackARole(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	owner := pgtest.NewOwner(t)
+	cfg, err := pgxpool.ParseConfig(pgtest.OwnerURL(t, owner))
+	if err != nil {
+		t.Fatal(err)
+	}
+	postgres.RegisterTypes(cfg)
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	if err := outbox.Migrate(ctx, pool); err != nil {
+		t.Fatal(err)
+	}
+	b := &bundle{pool: pool, broker: kafkatest.Start(t), log: slog.New(slog.DiscardHandler)}
+	o := b.newOutbox(t, nil)
+	startRelay(t, o)
+
+	other := pgtest.NewPool(t) // another database, as the superuser
+	foreign, err := other.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer foreign.Rollback(ctx)
+	var xid string
+	if err := foreign.QueryRow(ctx, "SELECT pg_current_xact_id()::text").Scan(&xid); err != nil {
+		t.Fatal(err)
+	}
+
+	orderID := uuid.NewString()
+	c := consume(t, b.broker.Addrs, map[string]bool{orderID: true})
+	write(t, ctx, pool, o, placed(orderID))
+	c.waitDistinct(t, 1)
+	var query string
+	err = pool.QueryRow(ctx, "SELECT query FROM pg_stat_activity WHERE backend_xid::text = ($1::xid8)::xid::text", xid).Scan(&query)
+	if err != nil {
+		t.Fatalf("the foreign transaction %s, as the role sees it: %v", xid, err)
+	}
+	if query != "<insufficient privilege>" {
+		t.Errorf("the role reads another session's statement: %q", query)
 	}
 }
 
