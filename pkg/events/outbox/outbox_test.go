@@ -517,15 +517,7 @@ func TestOtherDatabasesDoNotHoldBack(t *testing.T) {
 	ctx := context.Background()
 
 	other := pgtest.NewPool(t)
-	foreign, err := other.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer foreign.Rollback(ctx)
-	var xid string
-	if err := foreign.QueryRow(ctx, "SELECT pg_current_xact_id()::text").Scan(&xid); err != nil {
-		t.Fatal(err)
-	}
+	xid := openTransaction(t, other)
 
 	orderID := uuid.NewString()
 	c := consume(t, b.broker.Addrs, map[string]bool{orderID: true})
@@ -535,6 +527,22 @@ func TestOtherDatabasesDoNotHoldBack(t *testing.T) {
 	if err := other.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE backend_xid::text = ($1::xid8)::xid::text)", xid).Scan(&open); err != nil || !open {
 		t.Fatalf("the foreign transaction %s ended before the event was published (err %v)", xid, err)
 	}
+}
+
+// openTransaction begins a transaction on pool that holds a transaction
+// id until t ends, and returns the id.
+func openTransaction(t *testing.T, pool *pgxpool.Pool) (xid string) {
+	t.Helper()
+	ctx := context.Background()
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = tx.Rollback(ctx) })
+	if err := tx.QueryRow(ctx, "SELECT pg_current_xact_id()::text").Scan(&xid); err != nil {
+		t.Fatal(err)
+	}
+	return xid
 }
 
 // The same as a service's role (postgres.Bootstrap), no superuser and
@@ -563,16 +571,7 @@ func TestOtherDatabasesDoNotHoldBackARole(t *testing.T) {
 	o := b.newOutbox(t, nil)
 	startRelay(t, o)
 
-	other := pgtest.NewPool(t) // another database, as the superuser
-	foreign, err := other.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer foreign.Rollback(ctx)
-	var xid string
-	if err := foreign.QueryRow(ctx, "SELECT pg_current_xact_id()::text").Scan(&xid); err != nil {
-		t.Fatal(err)
-	}
+	xid := openTransaction(t, pgtest.NewPool(t)) // in another database, as the superuser
 
 	orderID := uuid.NewString()
 	c := consume(t, b.broker.Addrs, map[string]bool{orderID: true})
