@@ -219,14 +219,18 @@ func Run(ctx context.Context, out io.Writer, opts Options) error {
 	// topics are there.
 	g.Go(func() error { kafka.EnsureTopicsRetrying(gctx, brokers, admin, log, registry.Topics()...); return nil })
 	var listening [][2]string // service, address
-	conns := 0
+	conns, keyHeader := 0, ""
 	for _, p := range stack {
 		listening = append(listening, [2]string{p.name, p.cfg.HTTPAddr})
 		conns += connections(*p.cfg)
+		if p.name == "orders" && p.cfg.Auth.Enabled() {
+			// The shape of a credential, never one of them.
+			keyHeader = " -H 'X-API-Key: <one of HTTP_API_KEYS>'"
+		}
 		g.Go(func() error { return p.run(gctx, logger(p.name)) })
 	}
 
-	printBanner(out, listening, brokers, conns)
+	printBanner(out, listening, brokers, conns, keyHeader)
 	err := g.Wait()
 	if err != nil && !errors.Is(err, context.Canceled) {
 		return err
@@ -241,8 +245,9 @@ func Run(ctx context.Context, out io.Writer, opts Options) error {
 func connections(c service.Config) int { return int(c.MaxConns) + outbox.Connections }
 
 // printBanner says where each service listens, how many PostgreSQL
-// connections the stack may hold, and how to place an order.
-func printBanner(out io.Writer, listening [][2]string, brokers []string, conns int) {
+// connections the stack may hold, and how to place an order (with
+// keyHeader, the credential the orders API asks for, when it asks).
+func printBanner(out io.Writer, listening [][2]string, brokers []string, conns int, keyHeader string) {
 	var b strings.Builder
 	b.WriteString("\nOrderflow is running (Ctrl-C stops it).\n")
 	bases := map[string]string{}
@@ -256,13 +261,13 @@ func printBanner(out io.Writer, listening [][2]string, brokers []string, conns i
 		"postgres", conns, outbox.Connections)
 	fmt.Fprintf(&b, `
 Place an order:
-  curl -si %[1]s/orders -H 'Content-Type: application/json' -d '{"customerId":"c-42","email":"ada@example.com","items":[{"sku":"book-1","quantity":2,"unitPriceCents":1250}],"currency":"EUR","paymentToken":"tok_visa"}'
+  curl -si %[1]s/orders -H 'Content-Type: application/json'%[3]s -d '{"customerId":"c-42","email":"ada@example.com","items":[{"sku":"book-1","quantity":2,"unitPriceCents":1250}],"currency":"EUR","paymentToken":"tok_visa"}'
 Then follow it:
   curl -s %[1]s/orders/<id>
 and its emails (sent to SMTP_ADDR, or appended to .data/mail/orderflow.mbox):
   curl -s %[2]s/emails?orderId=<id>
 
-`, bases["orders"], bases["email"])
+`, bases["orders"], bases["email"], keyHeader)
 	_, _ = io.WriteString(out, b.String())
 }
 

@@ -160,7 +160,8 @@ type pointsView struct {
 	Pending    []json.RawMessage `json:"pending"`
 }
 
-func send(t *testing.T, method, url string, body any) (*http.Response, []byte) {
+// send sends body as JSON, with headers (name, value, ...) set.
+func send(t *testing.T, method, url string, body any, headers ...string) (*http.Response, []byte) {
 	t.Helper()
 	var r io.Reader
 	if body != nil {
@@ -175,6 +176,9 @@ func send(t *testing.T, method, url string, body any) (*http.Response, []byte) {
 		t.Fatal(err)
 	}
 	req.Header.Set("Content-Type", "application/json")
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -188,9 +192,9 @@ func send(t *testing.T, method, url string, body any) (*http.Response, []byte) {
 }
 
 // place posts o and returns the new order's id.
-func (s stack) place(t *testing.T, o order) string {
+func (s stack) place(t *testing.T, o order, headers ...string) string {
 	t.Helper()
-	resp, body := send(t, http.MethodPost, s["orders"]+"/orders", o)
+	resp, body := send(t, http.MethodPost, s["orders"]+"/orders", o, headers...)
 	if resp.StatusCode != http.StatusCreated {
 		t.Fatalf("POST /orders: %s %s", resp.Status, body)
 	}
