@@ -88,7 +88,7 @@ func newService(args []string, dir string, out io.Writer) error {
 	}
 	fmt.Fprintf(out, "service %s: services/%s, cmd/%s, registered on port %d, consuming %s (%s)\n",
 		s.Name, s.Name, s.Name, s.Port, strings.Join(s.Consumes, ", "), strings.Join(s.Events, ", "))
-	fmt.Fprintln(out, "wired into internal/registry, internal/devstack, deploy/compose.yaml (and kafka-init), deploy/prometheus.yml, sqlc.yaml")
+	fmt.Fprintln(out, "wired into internal/registry, internal/devstack, deploy/compose.yaml (and kafka-init), deploy/compose.secure.yaml (and secure.env.example), deploy/prometheus.yml, sqlc.yaml")
 	fmt.Fprintln(out, "next: make test; then replace the log with the service's business (docs/new-service.md)")
 	return nil
 }
@@ -237,6 +237,9 @@ func (s scaffold) wire(dir string) error {
 	}); err != nil {
 		return err
 	}
+	if err := s.wireSecure(dir); err != nil {
+		return err
+	}
 	if err := editFile(dir, "deploy/prometheus.yml", func(src []byte) ([]byte, error) {
 		job := fmt.Sprintf("  - job_name: %s\n    metrics_path: /metrics\n    static_configs:\n      - targets: [\"%s:%d\"]\n        labels:\n          service: %s\n",
 			s.Name, s.Name, s.Port, s.Name)
@@ -251,6 +254,46 @@ func (s scaffold) wire(dir string) error {
 			return nil, errors.New("no overrides: section to add the entry before")
 		}
 		return slices.Concat(src[:i+1], []byte(entry), src[i+1:]), nil
+	})
+}
+
+// Where the production profile lists each service's Kafka user and role
+// password, besides its block above marker.
+const (
+	kafkaUserMarker    = "orderflowctl new service adds its Kafka user above this line."
+	rolePasswordMarker = "orderflowctl new service adds its role password above this line."
+)
+
+// wireSecure adds the service to the production profile: its block (own
+// Kafka user, role password, HTTP auth), its SCRAM user for
+// kafka-bootstrap, its role password for db-bootstrap, and the two
+// passwords to secure.env.example.
+func (s scaffold) wireSecure(dir string) error {
+	block, err := s.render("compose.secure.yaml.tmpl")
+	if err != nil {
+		return err
+	}
+	required := func(v string) string { return "${" + v + ":?set it (deploy/secure.env.example)}" }
+	kafkaPassword, rolePassword := s.Upper+"_KAFKA_PASSWORD", s.Upper+"_POSTGRES_PASSWORD"
+	if err := editFile(dir, "deploy/compose.secure.yaml", func(src []byte) ([]byte, error) {
+		src, err := beforeLine(src, marker, string(block))
+		if err == nil {
+			src, err = beforeLine(src, kafkaUserMarker, fmt.Sprintf("      %s_KAFKA_USER: %s\n      %s: %s\n",
+				s.Upper, s.Name, kafkaPassword, required(kafkaPassword)))
+		}
+		if err == nil {
+			src, err = beforeLine(src, rolePasswordMarker, fmt.Sprintf("      %s: %s\n", rolePassword, required(rolePassword)))
+		}
+		return src, err
+	}); err != nil {
+		return err
+	}
+	return editFile(dir, "deploy/secure.env.example", func(src []byte) ([]byte, error) {
+		src, err := beforeLine(src, kafkaUserMarker, kafkaPassword+"=\n")
+		if err == nil {
+			src, err = beforeLine(src, rolePasswordMarker, rolePassword+"=\n")
+		}
+		return src, err
 	})
 }
 
@@ -290,9 +333,14 @@ func editFile(dir, file string, edit func([]byte) ([]byte, error)) error {
 
 // beforeMarker inserts entry on the line before the marker comment.
 func beforeMarker(src []byte, entry string) ([]byte, error) {
-	i := bytes.Index(src, []byte(marker))
+	return beforeLine(src, marker, entry)
+}
+
+// beforeLine inserts entry above the line holding mark.
+func beforeLine(src []byte, mark, entry string) ([]byte, error) {
+	i := bytes.Index(src, []byte(mark))
 	if i < 0 {
-		return nil, fmt.Errorf("no %q line to add the service above", marker)
+		return nil, fmt.Errorf("no %q line to add the service above", mark)
 	}
 	line := bytes.LastIndexByte(src[:i], '\n') + 1
 	return slices.Concat(src[:line], []byte(entry), src[line:]), nil

@@ -145,12 +145,26 @@ func gatherTrace(ctx context.Context, cfg traceConfig, orderID string) (*facts, 
 	}
 	// The inbox keeps eventIds only, so it is asked about the events found
 	// above.
+	// A service marks an event handled and changes its own rows in one
+	// transaction, so those rows are read again after the inbox: a status
+	// read before could be older than a step the trace shows as done.
 	ids := f.eventIDs()
 	for _, name := range services {
-		if p := pools[name]; p != nil && len(ids) > 0 {
-			if err := readInbox(ctx, p, name, ids, f); err != nil {
-				f.unavailable = append(f.unavailable, fmt.Sprintf("%s inbox: %v", name, err))
-			}
+		p := pools[name]
+		if p == nil || len(ids) == 0 {
+			continue
+		}
+		if err := readInbox(ctx, p, name, ids, f); err != nil {
+			f.unavailable = append(f.unavailable, fmt.Sprintf("%s inbox: %v", name, err))
+			continue
+		}
+		if name == "orders" {
+			_, err = readOrder(ctx, p, f)
+		} else {
+			err = readOwn(ctx, p, name, f)
+		}
+		if err != nil {
+			f.unavailable = append(f.unavailable, fmt.Sprintf("%s database: %v", name, err))
 		}
 	}
 	return f, nil
