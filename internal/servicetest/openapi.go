@@ -2,6 +2,7 @@ package servicetest
 
 import (
 	"bytes"
+	"context"
 	_ "embed"
 	"encoding/json"
 	"errors"
@@ -19,11 +20,16 @@ import (
 	"time"
 
 	"github.com/go-chi/chi/v5"
+	"github.com/golang-jwt/jwt/v5"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/santhosh-tekuri/jsonschema/v6"
 
+	"github.com/orderflow/orderflow/internal/kafkatest"
 	"github.com/orderflow/orderflow/internal/registry"
+	"github.com/orderflow/orderflow/internal/testenv"
+	"github.com/orderflow/orderflow/pkg/config"
 	"github.com/orderflow/orderflow/pkg/httpserver"
+	"github.com/orderflow/orderflow/pkg/service"
 )
 
 // oasSchema is the official JSON Schema of OpenAPI 3.1 documents (OAI's
@@ -65,6 +71,15 @@ type OpenAPITest struct {
 	// allowed to go unseen besides sharedUnprovoked. An entry for an answer
 	// that was seen, or is not documented, is an error too.
 	Unprovoked map[string]string
+	// AuthBaseURL is the same service run with OpenAPIAuth (StartWithAuth);
+	// "" checks no authentication, so a documented 401 or 403 goes unseen.
+	// Set, the checker asks it what the document's security says: each
+	// operation that needs credentials answers 401 without them, each
+	// write 403 to a token without the write scope, each open one (an
+	// empty security) does not refuse; each documented scheme must be one
+	// the service takes (an X-API-Key header, an HTTP bearer JWT), and
+	// both must be documented and pass on GET /metrics.
+	AuthBaseURL string
 	// Client sends the cases; nil is a client with a 10 s timeout.
 	Client *http.Client
 }
@@ -118,6 +133,8 @@ var sharedUnprovoked = map[string]string{
 // status was never answered, unless Unprovoked says why. A 2xx case's
 // parameters and body must pass the schemas of the request too: the
 // document must not refuse what the service takes.
+// With AuthBaseURL, the document's security must be what the service
+// does with HTTP_AUTH on, refusals and all.
 func CheckOpenAPI(t testing.TB, s OpenAPITest) {
 	t.Helper()
 	for _, err := range s.Check() {
@@ -144,6 +161,9 @@ func (s OpenAPITest) Check() []error {
 		if err := d.run(client, s.BaseURL, c, sent); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", c, err))
 		}
+	}
+	if s.AuthBaseURL != "" {
+		errs = append(errs, d.checkAuth(client, s.AuthBaseURL, sent)...)
 	}
 	unprovoked := maps.Clone(sharedUnprovoked)
 	maps.Copy(unprovoked, s.Unprovoked)
@@ -639,4 +659,210 @@ func token(s string) string {
 
 func isJSON(mediaType string) bool {
 	return mediaType == "application/json" || strings.HasSuffix(mediaType, "+json")
+}
+
+// OpenAPIKey is the API key of OpenAPIAuth; openAPIHMACSecret signs its
+// tokens (HS256).
+const (
+	OpenAPIKey        = "openapi-check-key-0123456789"
+	openAPIHMACSecret = "openapi-check-hmac-secret-0123456789abcdef"
+)
+
+// OpenAPIAuth is the authentication of the run AuthBaseURL names: HTTP_AUTH
+// on with reads and /metrics required, so every documented refusal can
+// be provoked, the API key OpenAPIKey, HS256 tokens and the default write
+// scope.
+func OpenAPIAuth(t testing.TB) httpserver.Auth {
+	t.Helper()
+	vars := map[string]string{
+		"HTTP_AUTH": "on", "HTTP_AUTH_READS": "required", "HTTP_AUTH_METRICS": "required",
+		"HTTP_API_KEYS": OpenAPIKey, "HTTP_JWT_HMAC_SECRET": openAPIHMACSecret,
+	}
+	env := config.FromLookup(func(name string) (string, bool) {
+		v, ok := vars[name]
+		return v, ok
+	})
+	a := httpserver.AuthFromEnv(env)
+	if err := env.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+// StartWithAuth runs a service with OpenAPIAuth on a database, port and
+// broker of its own, and returns its base URL once it is ready: run
+// builds the service's Config from c and calls its Run.
+func StartWithAuth(t testing.TB, run func(ctx context.Context, c service.Config) error) string {
+	t.Helper()
+	c := Config(t, kafkatest.Start(t))
+	c.Auth = OpenAPIAuth(t)
+	testenv.Start(t, func(ctx context.Context) error { return run(ctx, c) })
+	base := "http://" + c.HTTPAddr
+	WaitReady(t, base)
+	return base
+}
+
+// openAPIToken is a token OpenAPIAuth takes, with the given scope.
+func openAPIToken(scope string) string {
+	tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
+		"sub": "openapi-check", "scope": scope, "exp": time.Now().Add(time.Hour).Unix(),
+	}).SignedString([]byte(openAPIHMACSecret))
+	if err != nil {
+		panic(err) // HS256 with a []byte key does not fail
+	}
+	return tok
+}
+
+// checkAuth holds the document's security to the service run with
+// OpenAPIAuth at base (OpenAPITest.AuthBaseURL).
+func (d *doc) checkAuth(client *http.Client, base string, sent map[string]bool) []error {
+	errs := d.securitySchemes(client, base, sent)
+	readOnly := "Bearer " + openAPIToken("openapi:read")
+	for _, k := range slices.Sorted(maps.Keys(d.ops)) {
+		op := d.ops[k]
+		reqs, err := d.security(op)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", k, err))
+			continue
+		}
+		target := placeholder.ReplaceAllString(op.path, "auth-check")
+		write := op.method != http.MethodGet && op.method != http.MethodHead && op.method != http.MethodOptions
+		if !needsCredentials(reqs) {
+			if status, err := send(client, op.method, base+target); err != nil {
+				errs = append(errs, fmt.Errorf("%s without credentials: %w", k, err))
+			} else if status == http.StatusUnauthorized || status == http.StatusForbidden {
+				errs = append(errs, fmt.Errorf("%s is documented as open (security []), but with HTTP_AUTH on it answers %d without credentials", k, status))
+			}
+			continue
+		}
+		type refusal struct {
+			how string
+			c   OpenAPICase
+		}
+		refusals := []refusal{{"without credentials", OpenAPICase{Method: op.method, Target: target, Status: http.StatusUnauthorized}}}
+		if write {
+			refusals = append(refusals, refusal{"with a token without the write scope", OpenAPICase{Method: op.method, Target: target,
+				Header: map[string]string{"Authorization": readOnly}, Status: http.StatusForbidden}})
+			if !slices.ContainsFunc(reqs, func(r map[string][]string) bool { return slices.Contains(r[d.bearer()], httpserver.DefaultWriteScope) }) {
+				errs = append(errs, fmt.Errorf("%s writes, but no bearer security requirement names the scope %s", k, httpserver.DefaultWriteScope))
+			}
+		}
+		for _, r := range refusals {
+			if err := d.run(client, base, r.c, sent); err != nil {
+				errs = append(errs, fmt.Errorf("%s with HTTP_AUTH on, %s: %w", r.c, r.how, err))
+			}
+		}
+	}
+	return errs
+}
+
+// securitySchemes checks that the document's schemes are the two the
+// service takes, and that a credential sent as each one says passes on
+// GET /metrics.
+func (d *doc) securitySchemes(client *http.Client, base string, sent map[string]bool) []error {
+	schemes := d.schemes()
+	var errs []error
+	found := map[string]bool{}
+	for _, name := range slices.Sorted(maps.Keys(schemes)) {
+		sm, _ := d.resolve(schemes[name], "/components/securitySchemes/"+token(name))
+		typ, _ := sm["type"].(string)
+		in, _ := sm["in"].(string)
+		header, _ := sm["name"].(string)
+		scheme, _ := sm["scheme"].(string)
+		var h map[string]string
+		switch {
+		case typ == "apiKey" && in == "header" && http.CanonicalHeaderKey(header) == "X-Api-Key":
+			h = map[string]string{header: OpenAPIKey}
+			found["apiKey"] = true
+		case typ == "http" && strings.EqualFold(scheme, "bearer"):
+			h = map[string]string{"Authorization": "Bearer " + openAPIToken(httpserver.DefaultWriteScope)}
+			found["bearer"] = true
+		default:
+			errs = append(errs, fmt.Errorf("security scheme %s is not one the service takes (an X-API-Key header, or an HTTP bearer JWT)", name))
+			continue
+		}
+		c := OpenAPICase{Method: http.MethodGet, Target: "/metrics", Header: h, Status: http.StatusOK}
+		if err := d.run(client, base, c, sent); err != nil {
+			errs = append(errs, fmt.Errorf("%s with a credential as security scheme %s says: %w", c, name, err))
+		}
+	}
+	for _, want := range []string{"apiKey", "bearer"} {
+		if !found[want] {
+			errs = append(errs, fmt.Errorf("components.securitySchemes documents no %s scheme, which the service takes with HTTP_AUTH on", want))
+		}
+	}
+	return errs
+}
+
+// security is the operation's security requirements (its own, else the
+// document's), each naming a documented scheme.
+func (d *doc) security(op *operation) ([]map[string][]string, error) {
+	v, ok := d.at(op.ptr)["security"]
+	if !ok {
+		v = d.root["security"]
+	}
+	list, _ := v.([]any)
+	schemes := d.schemes()
+	var reqs []map[string][]string
+	for _, rv := range list {
+		req := map[string][]string{}
+		for name, sv := range rv.(map[string]any) {
+			if _, ok := schemes[name]; !ok {
+				return nil, fmt.Errorf("security names %s, which components.securitySchemes does not define", name)
+			}
+			for _, s := range sv.([]any) {
+				req[name] = append(req[name], s.(string))
+			}
+			if req[name] == nil {
+				req[name] = []string{}
+			}
+		}
+		reqs = append(reqs, req)
+	}
+	return reqs, nil
+}
+
+// schemes is the document's components.securitySchemes.
+func (d *doc) schemes() map[string]any {
+	comps, _ := d.root["components"].(map[string]any)
+	schemes, _ := comps["securitySchemes"].(map[string]any)
+	return schemes
+}
+
+// bearer is the name of the document's HTTP bearer scheme, "" if none.
+func (d *doc) bearer() string {
+	schemes := d.schemes()
+	for _, name := range slices.Sorted(maps.Keys(schemes)) {
+		sm, _ := d.resolve(schemes[name], "/components/securitySchemes/"+token(name))
+		if t, _ := sm["type"].(string); t == "http" {
+			if s, _ := sm["scheme"].(string); strings.EqualFold(s, "bearer") {
+				return name
+			}
+		}
+	}
+	return ""
+}
+
+// needsCredentials reports whether the requirements ask for any. Only an
+// empty list, or only {}, is open: {} beside a scheme documents a
+// protection the operator may turn on (HTTP_AUTH_METRICS), which
+// OpenAPIAuth does, so such an operation must refuse there too.
+func needsCredentials(reqs []map[string][]string) bool {
+	return slices.ContainsFunc(reqs, func(r map[string][]string) bool { return len(r) > 0 })
+}
+
+// send sends a request without a body or credentials and returns the
+// status.
+func send(client *http.Client, method, url string) (int, error) {
+	req, err := http.NewRequest(method, url, nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, resp.Body)
+	return resp.StatusCode, nil
 }

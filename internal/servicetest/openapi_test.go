@@ -201,14 +201,124 @@ func TestOpenAPICheckBites(t *testing.T) {
 			return tinyTest(t, &tiny{}, strings.Replace(tinyDoc, `"text/plain"`, `"application/openmetrics-text"`, 1))
 		}, `Content-Type "text/plain`},
 	} {
+		t.Run(tc.name, func(t *testing.T) { assertError(t, tc.test(t).Check(), tc.want) })
+	}
+}
+
+// withAuth documents tinyDoc's authentication as the services do: both
+// schemes, the widget's read and write secured (the write with the write
+// scope) and refused with 401, the write with 403 too, /metrics optional
+// and the probes open.
+func withAuth(d map[string]any) {
+	d["components"].(map[string]any)["securitySchemes"] = map[string]any{
+		"apiKey":    map[string]any{"type": "apiKey", "in": "header", "name": "X-API-Key"},
+		"bearerJWT": map[string]any{"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
+	}
+	read := []any{map[string]any{"apiKey": []any{}}, map[string]any{"bearerJWT": []any{}}}
+	write := []any{map[string]any{"apiKey": []any{}}, map[string]any{"bearerJWT": []any{"orderflow:write"}}}
+	refused := map[string]any{"$ref": "#/components/responses/Problem"}
+	paths := d["paths"].(map[string]any)
+	for _, op := range []struct {
+		path, method string
+		security     []any
+		codes        []string
+	}{
+		{"/widgets/{id}", "get", read, []string{"401"}},
+		{"/widgets/{id}", "put", write, []string{"401", "403"}},
+		{"/metrics", "get", append([]any{map[string]any{}}, read...), []string{"401"}},
+		{"/healthz", "get", []any{}, nil},
+		{"/readyz", "get", []any{}, nil},
+	} {
+		o := paths[op.path].(map[string]any)[op.method].(map[string]any)
+		o["security"] = op.security
+		for _, code := range op.codes {
+			o["responses"].(map[string]any)[code] = refused
+		}
+	}
+}
+
+// tinyAuthTest is tinyTest with authentication documented and the tiny
+// service also run behind OpenAPIAuth's middleware (auth true), or with
+// no auth at all (false).
+func tinyAuthTest(t *testing.T, auth bool, change func(d map[string]any)) OpenAPITest {
+	s := tinyTest(t, &tiny{}, edit(t, func(d map[string]any) {
+		withAuth(d)
+		if change != nil {
+			change(d)
+		}
+	}))
+	r := httpserver.NewRouter(prometheus.NewRegistry())
+	(&tiny{}).routes(r)
+	var h http.Handler = r
+	if auth {
+		h = OpenAPIAuth(t).Middleware(r)
+	}
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	s.AuthBaseURL = srv.URL
+	return s
+}
+
+func widgetOp(d map[string]any, method string) map[string]any {
+	return widgetPath(d)[method].(map[string]any)
+}
+
+// TestOpenAPIAuthCheckBites documents authentication and breaks the
+// document or the service in each way the checker must notice: an auth
+// status claimed that the service never gives, one it gives omitted, an
+// open operation that is not, a scheme the service does not take.
+func TestOpenAPIAuthCheckBites(t *testing.T) {
+	t.Parallel()
+	t.Run("passes when document and service agree", func(t *testing.T) {
+		if errs := tinyAuthTest(t, true, nil).Check(); len(errs) > 0 {
+			t.Fatalf("errors: %v", errs)
+		}
+	})
+	t.Run("documented auth goes unseen without AuthBaseURL", func(t *testing.T) {
+		s := tinyAuthTest(t, true, nil)
+		s.AuthBaseURL = ""
+		assertError(t, s.Check(), "PUT /widgets/{id} 403 is documented, but no case provoked it")
+	})
+	for _, tc := range []struct {
+		name   string
+		auth   bool
+		change func(d map[string]any)
+		want   string
+	}{
+		{"a 403 on a read, which only writes get", true, func(d map[string]any) {
+			widgetOp(d, "get")["responses"].(map[string]any)["403"] = map[string]any{"$ref": "#/components/responses/Problem"}
+		}, "GET /widgets/{id} 403 is documented, but no case provoked it"},
+		{"a 401 the service gives, not documented", true, func(d map[string]any) {
+			delete(widgetOp(d, "put")["responses"].(map[string]any), "401")
+		}, "status 401 is not documented for PUT /widgets/{id}"},
+		{"a refusal the service never gives (auth not wired)", false, nil,
+			"status 200, the case wants 401"},
+		{"a secured read documented as open", true, func(d map[string]any) {
+			widgetOp(d, "get")["security"] = []any{}
+		}, "GET /widgets/{id} is documented as open (security []), but with HTTP_AUTH on it answers 401"},
+		{"an API key header the service does not read", true, func(d map[string]any) {
+			d["components"].(map[string]any)["securitySchemes"].(map[string]any)["apiKey"].(map[string]any)["name"] = "X-Api-Token"
+		}, "security scheme apiKey is not one the service takes"},
+		{"no bearer scheme", true, func(d map[string]any) {
+			delete(d["components"].(map[string]any)["securitySchemes"].(map[string]any), "bearerJWT")
+		}, "security names bearerJWT, which components.securitySchemes does not define"},
+		{"a write without the write scope", true, func(d map[string]any) {
+			widgetOp(d, "put")["security"] = []any{map[string]any{"apiKey": []any{}}, map[string]any{"bearerJWT": []any{}}}
+		}, "no bearer security requirement names the scope orderflow:write"},
+	} {
 		t.Run(tc.name, func(t *testing.T) {
-			errs := tc.test(t).Check()
-			for _, err := range errs {
-				if strings.Contains(err.Error(), tc.want) {
-					return
-				}
-			}
-			t.Errorf("no error says %q; errors: %v", tc.want, errs)
+			assertError(t, tinyAuthTest(t, tc.auth, tc.change).Check(), tc.want)
 		})
 	}
+}
+
+// assertError fails t unless one of errs says want.
+func assertError(t *testing.T, errs []error, want string) {
+	t.Helper()
+	for _, err := range errs {
+		if strings.Contains(err.Error(), want) {
+			return
+		}
+	}
+	t.Errorf("no error says %q; errors: %v", want, errs)
 }

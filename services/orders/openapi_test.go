@@ -14,10 +14,12 @@ import (
 	"github.com/orderflow/orderflow/internal/servicetest"
 	"github.com/orderflow/orderflow/internal/testenv"
 	"github.com/orderflow/orderflow/pkg/events/contract"
+	"github.com/orderflow/orderflow/pkg/service"
 )
 
 // TestOpenAPI holds openapi.json to the running service: its routes, and
-// the answer to each case (servicetest.CheckOpenAPI). Two orders are
+// the answer to each case (servicetest.CheckOpenAPI), and its security
+// to a second run with HTTP_AUTH on. Two orders are
 // placed first, to be read and cancelled; the second one's payment fails,
 // so cancelling it is a 409.
 func TestOpenAPI(t *testing.T) {
@@ -42,11 +44,15 @@ func TestOpenAPI(t *testing.T) {
 
 	key := map[string]string{IdempotencyKeyHeader: "openapi-" + uuid.NewString()}
 	cancel := func(id string) string { return "/orders/" + id + "/cancel" }
+	authBase := servicetest.StartWithAuth(t, func(ctx context.Context, c service.Config) error {
+		return Run(ctx, Config{Config: c}, slog.New(slog.DiscardHandler))
+	})
 	servicetest.CheckOpenAPI(t, servicetest.OpenAPITest{
-		Service:  serviceName,
-		Document: OpenAPI,
-		Routes:   (&api{}).routes,
-		BaseURL:  base,
+		Service:     serviceName,
+		Document:    OpenAPI,
+		Routes:      (&api{}).routes,
+		BaseURL:     base,
+		AuthBaseURL: authBase,
 		Cases: []servicetest.OpenAPICase{
 			{Method: http.MethodPost, Target: "/orders", Example: "placed", Header: key, Status: http.StatusCreated},
 			{Method: http.MethodPost, Target: "/orders", Example: "placed", Header: key, Status: http.StatusCreated}, // replayed

@@ -11,10 +11,12 @@ import (
 	"github.com/orderflow/orderflow/internal/kafkatest"
 	"github.com/orderflow/orderflow/internal/servicetest"
 	"github.com/orderflow/orderflow/internal/testenv"
+	"github.com/orderflow/orderflow/pkg/service"
 )
 
 // TestOpenAPI holds openapi.json to the running service: its routes, and
-// the answer to each case (servicetest.CheckOpenAPI). The shipment is
+// the answer to each case (servicetest.CheckOpenAPI), and its security
+// to a second run with HTTP_AUTH on. The shipment is
 // still scheduled when asked for (an hour's ship delay). The service
 // migrates its own database, as in production.
 func TestOpenAPI(t *testing.T) {
@@ -28,11 +30,15 @@ func TestOpenAPI(t *testing.T) {
 	servicetest.NewProducer(t, broker).Produce(t, captured(id, item(sku, 2)))
 	servicetest.WaitJSON(t, base+"/shipments/"+id, func(s shipmentJSON) bool { return s.Status == statusScheduled })
 	long := strings.Repeat("s", 65)
+	authBase := servicetest.StartWithAuth(t, func(ctx context.Context, c service.Config) error {
+		return Run(ctx, Config{Config: c, DefaultStock: 1000, ShipDelay: time.Hour}, slog.New(slog.DiscardHandler))
+	})
 	servicetest.CheckOpenAPI(t, servicetest.OpenAPITest{
-		Service:  serviceName,
-		Document: OpenAPI,
-		Routes:   (&api{}).routes,
-		BaseURL:  base,
+		Service:     serviceName,
+		Document:    OpenAPI,
+		Routes:      (&api{}).routes,
+		BaseURL:     base,
+		AuthBaseURL: authBase,
 		Cases: []servicetest.OpenAPICase{
 			{Method: http.MethodGet, Target: "/shipments/" + id, Status: http.StatusOK},
 			{Method: http.MethodGet, Target: "/shipments/" + newID(), Status: http.StatusNotFound},
