@@ -3,7 +3,7 @@ SHELL := /bin/bash
 GO    ?= go
 PKGS  := ./...
 
-.PHONY: run test generate check-generated vuln bench chaos deps up down check-services vet fmt
+.PHONY: run test generate check-generated vuln bench chaos deps up up-secure down check-services vet fmt
 
 ## run: the whole system in one process (embedded Kafka unless KAFKA_BROKERS is set)
 run: check-services
@@ -88,3 +88,9 @@ up:
 	docker compose -f deploy/compose.yaml up -d --build
 down:
 	docker compose -f deploy/compose.yaml down
+
+## up-secure: the same with every security layer on (docs/production.md);
+## needs deploy/secure.env, a filled copy of deploy/secure.env.example
+up-secure:
+	@test -f deploy/secure.env || { echo "deploy/secure.env is missing: copy deploy/secure.env.example and fill every variable (docs/production.md)"; exit 1; }
+	docker compose --env-file deploy/secure.env -f deploy/compose.yaml -f deploy/compose.secure.yaml up -d --build

@@ -1479,6 +1479,8 @@ func parseComposeCall(line string) (composeCall, bool) {
 			rest = rest[1:]
 		case strings.HasPrefix(f, "--file="):
 			call.files = append(call.files, strings.TrimPrefix(f, "--file="))
+		case call.subcommand == "" && slices.Contains([]string{"--env-file", "-p", "--project-name", "--project-directory", "--profile"}, f) && len(rest) > 0:
+			rest = rest[1:] // a global flag's value
 		case strings.HasPrefix(f, "-"):
 		case call.subcommand == "":
 			call.subcommand = f
@@ -1500,10 +1502,12 @@ func TestMakefile(t *testing.T) {
 	for _, tc := range []struct {
 		target, subcommand string
 		services           []string // for up: exactly these, or all when nil
+		files              []string // -f, in order; nil is compose.yaml alone
 	}{
 		{target: "up", subcommand: "up"},
 		{target: "down", subcommand: "down"},
 		{target: "deps", subcommand: "up", services: []string{"postgres", "rabbitmq"}},
+		{target: "up-secure", subcommand: "up", files: []string{wantFile, "deploy/" + secureFile}},
 	} {
 		t.Run(tc.target, func(t *testing.T) {
 			cmds, ok := recipe(makefile, tc.target)
@@ -1520,8 +1524,12 @@ func TestMakefile(t *testing.T) {
 				t.Fatalf("Makefile: target %q runs %d `docker compose` commands; want one (recipe: %q)", tc.target, len(calls), cmds)
 			}
 			call := calls[0]
-			if !slices.Equal(call.files, []string{wantFile}) {
-				t.Errorf("Makefile: target %q runs docker compose with -f %q; want -f %s", tc.target, call.files, wantFile)
+			files := tc.files
+			if files == nil {
+				files = []string{wantFile}
+			}
+			if !slices.Equal(call.files, files) {
+				t.Errorf("Makefile: target %q runs docker compose with -f %q; want -f %q in that order", tc.target, call.files, files)
 			}
 			if call.subcommand != tc.subcommand {
 				t.Errorf("Makefile: target %q runs `docker compose %s`; want `docker compose %s`", tc.target, call.subcommand, tc.subcommand)
