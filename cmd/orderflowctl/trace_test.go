@@ -46,7 +46,7 @@ func TestTraceFollowsOrders(t *testing.T) {
 	env := broker.Env(t)
 	maps.Copy(env, map[string]string{
 		"DATABASE_PREFIX": prefix, "POSTGRES_URL": pgtest.ServerURL(),
-		"POSTGRES_MAX_CONNS": "3", "WAREHOUSE_SHIP_DELAY": "300ms", "LOYALTY_AWARD_DELAY": "1h",
+		"POSTGRES_MAX_CONNS": "1", "WAREHOUSE_SHIP_DELAY": "300ms", "LOYALTY_AWARD_DELAY": "1h",
 		"SMTP_ADDR": "", "LOG_LEVEL": "warn",
 	})
 	for k, v := range env {

@@ -192,11 +192,11 @@ func (s *stack) serviceProc(name, label string, port int, env Settings) *proc {
 	vars := []string{
 		"POSTGRES_URL=" + s.pgURL,
 		"DATABASE_PREFIX=" + databasePrefix,
-		// 5 services × (6 + the relay's 2) leaves room on a server with
+		// 5 services × (4 + the consumer's 2 + the relay's 2) leaves room on a server with
 		// the default max_connections (100) for the checker, a second
 		// instance during a rebalance, the backends of a killed process
 		// that are still going away, and make test beside it.
-		"POSTGRES_MAX_CONNS=6",
+		"POSTGRES_MAX_CONNS=4",
 		"KAFKA_BROKERS=" + brokerAddr,
 		service.AddrVar(name) + "=127.0.0.1:" + strconv.Itoa(port),
 		"AMQP_URL=" + s.amqpURL,

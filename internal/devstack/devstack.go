@@ -19,6 +19,7 @@ import (
 
 	"github.com/orderflow/orderflow/internal/registry"
 	"github.com/orderflow/orderflow/pkg/config"
+	"github.com/orderflow/orderflow/pkg/events/consumer"
 	"github.com/orderflow/orderflow/pkg/events/kafka"
 	"github.com/orderflow/orderflow/pkg/events/outbox"
 	"github.com/orderflow/orderflow/pkg/postgres"
@@ -240,9 +241,16 @@ func Run(ctx context.Context, out io.Writer, opts Options) error {
 }
 
 // connections is the most PostgreSQL connections a service configured by
-// c holds at once: its pool and its relay's. Its database's creation at
-// start is one more, closed before the pool opens.
-func connections(c service.Config) int { return int(c.MaxConns) + outbox.Connections }
+// c holds at once: its pool, its consumer's when it consumes, and its
+// relay's. Its database's creation at start is one more, closed before
+// the pool opens.
+func connections(c service.Config) int {
+	n := int(c.MaxConns) + outbox.Connections
+	if len(registry.Get(c.Name).Consumes) > 0 {
+		n += consumer.DefaultTransactions
+	}
+	return n
+}
 
 // printBanner says where each service listens, how many PostgreSQL
 // connections the stack may hold, and how to place an order (with
@@ -257,8 +265,8 @@ func printBanner(out io.Writer, listening [][2]string, brokers []string, conns i
 		fmt.Fprintf(&b, "  %-9s http://%s   (GET /healthz /readyz /metrics)\n", l[0], base)
 	}
 	fmt.Fprintf(&b, "  %-9s %v\n", "kafka", brokers)
-	fmt.Fprintf(&b, "  %-9s at most %d connections (POSTGRES_MAX_CONNS or <SERVICE>_POSTGRES_MAX_CONNS per pool, +%d per relay)\n",
-		"postgres", conns, outbox.Connections)
+	fmt.Fprintf(&b, "  %-9s at most %d connections (POSTGRES_MAX_CONNS or <SERVICE>_POSTGRES_MAX_CONNS per pool, +%d per consumer, +%d per relay)\n",
+		"postgres", conns, consumer.DefaultTransactions, outbox.Connections)
 	fmt.Fprintf(&b, `
 Place an order:
   curl -si %[1]s/orders -H 'Content-Type: application/json'%[3]s -d '{"customerId":"c-42","email":"ada@example.com","items":[{"sku":"book-1","quantity":2,"unitPriceCents":1250}],"currency":"EUR","paymentToken":"tok_visa"}'

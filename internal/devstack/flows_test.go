@@ -23,11 +23,12 @@ import (
 type stack map[string]string
 
 // startStack runs the whole stack as `make run` does, with env set, each
-// service on its own fresh database and free port, with pools of 4, and
+// service on its own fresh database and free port, with pools of 2 (and
+// the consumer's and relay's), and
 // the embedded broker on a free port. It stops when t ends.
 func startStack(t *testing.T, env map[string]string) stack {
 	t.Helper()
-	return startStackOn(t, env, stackDatabases(t), 4)
+	return startStackOn(t, env, stackDatabases(t), 2)
 }
 
 // stackDatabases creates a fresh database for each service of the stack

@@ -37,7 +37,7 @@ func Config(t testing.TB, broker *kafkatest.Broker) service.Config {
 		PostgresURL:  pgtest.ServerURL(),
 		Database:     owner.Database,
 		Role:         owner.Role,
-		MaxConns:     4,
+		MaxConns:     2, // and the consumer's 2 and the relay's 2
 		Brokers:      broker.Addrs,
 		Kafka:        broker.Service,
 		RetryBackoff: time.Millisecond,

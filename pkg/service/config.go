@@ -31,7 +31,7 @@ type Config struct {
 	// bootstrap, make run) creates both. "" is Database's name (RoleName).
 	Role             string
 	PostgresPassword string
-	MaxConns         int32           // the service pool's size; default DefaultMaxConns
+	MaxConns         int32           // the service pool's size (requests, timers); default DefaultMaxConns
 	Brokers          []string        // Kafka seed brokers; default the dev stack's 127.0.0.1:9092
 	Kafka            kafka.Security  // how its Kafka clients authenticate (SASL, TLS); zero: plaintext, none; User defaults to Name
 	Auth             httpserver.Auth // who may call its HTTP API (HTTP_AUTH...); zero: anyone
@@ -59,14 +59,14 @@ const (
 	DefaultBroker          = "127.0.0.1:9092" // where the dev stack's embedded broker listens
 	DefaultOutboxRetention = 7 * 24 * time.Hour
 	// DefaultMaxConns keeps the five services of `make run` within
-	// ConnectionBudget: each holds its pool and its relay's
-	// outbox.Connections, 5 × (5 + 2) = 35 of PostgreSQL's default 100 at
-	// peak. The consumer's batches hold at most two of the five (its joint
-	// transactions, consumer.Config.Transactions), whatever its partition
-	// count (only records retried after a failure take their own), which
-	// leaves three for requests and timers; transactions beyond
-	// the pool wait in Acquire, on their context, and do not fail.
-	DefaultMaxConns = 5
+	// ConnectionBudget: each holds its pool (requests and timers), its
+	// consumer's (consumer.DefaultTransactions, its joint transactions,
+	// whatever its partition count) and its relay's (outbox.Connections),
+	// 5 × (3 + 2 + 2) = 35 of PostgreSQL's default 100 at peak. The
+	// consumer and the relay have pools of their own so that a flood of
+	// requests cannot starve them; transactions beyond a pool wait in
+	// Acquire, on their context, and do not fail.
+	DefaultMaxConns = 3
 	// ConnectionBudget is the most connections the five services of
 	// `make run` may hold together at their defaults, start and peak load
 	// included; internal/devstack's TestConnectionBudget holds them to it.
@@ -115,7 +115,8 @@ func (c *Config) SetDefaults(name, httpAddr string) {
 // <NAME>_HTTP_ADDR (default httpAddr), DATABASE_PREFIX (default
 // "orderflow_": the database is the prefix and the service's name),
 // POSTGRES_MAX_CONNS (every service pool's size, default DefaultMaxConns;
-// the relay adds outbox.Connections) and <NAME>_POSTGRES_MAX_CONNS (this
+// the consumer adds consumer.DefaultTransactions and the relay
+// outbox.Connections) and <NAME>_POSTGRES_MAX_CONNS (this
 // service's, over POSTGRES_MAX_CONNS). Problems are collected in e, so the
 // caller reports them with its own in one line.
 func FromEnv(e *config.Env, name, httpAddr string) Config {

@@ -22,11 +22,14 @@ import (
 type Store struct {
 	pool   *pgxpool.Pool
 	outbox *outbox.Outbox
+	placer *placer // keyless orders, written together (placer.go)
 }
 
 // NewStore returns the store on pool; events go to ob.
 func NewStore(pool *pgxpool.Pool, ob *outbox.Outbox) *Store {
-	return &Store{pool: pool, outbox: ob}
+	s := &Store{pool: pool, outbox: ob}
+	s.placer = newPlacer(s, placerSlots)
+	return s
 }
 
 // InTx runs fn in one transaction and commits when it returns nil. Events
@@ -152,11 +155,9 @@ func (s *Store) createOrder(ctx context.Context, req orderRequest, idempotencyKe
 }
 
 // placeOrder writes a new order, its timeline entry and its OrderPlaced
-// event as one pgx.Batch outside an explicit transaction: PostgreSQL runs
-// the batch as one implicit transaction, all three rows or none, and the
-// lot costs one round trip instead of five (BEGIN, three statements,
-// COMMIT), which is most of what a POST costs both processes. A new order
-// needs no lock: no other transaction can know its id before it commits.
+// event, all or nothing, with the other keyless orders of the moment
+// (placer.go). A new order needs no lock: no other transaction can know
+// its id before it commits.
 func (s *Store) placeOrder(ctx context.Context, req orderRequest, id uuid.UUID, items []byte) (Order, error) {
 	// PostgreSQL keeps microseconds: the row and the event say the same time.
 	now := time.Now().UTC().Truncate(time.Microsecond)
@@ -165,20 +166,16 @@ func (s *Store) placeOrder(ctx context.Context, req orderRequest, id uuid.UUID, 
 		TotalCents: req.totalCents(), Currency: req.Currency, CreatedAt: now, UpdatedAt: now,
 	}
 	ev := orderPlaced(o, req.PaymentToken)
-	var events outbox.Batch
-	if err := events.Add(ctx, ev); err != nil {
+	p := &placing{
+		ctx: ctx, order: o, items: string(items), token: req.PaymentToken, corrID: correlation.ID(ctx),
+		eventID: uuid.MustParse(ev.EventID), event: ev.Name(), occurred: ev.OccurredAt,
+	}
+	if err := p.events.Add(ctx, ev); err != nil {
 		return Order{}, fmt.Errorf("write OrderPlaced: %w", err)
 	}
-	var pb pgx.Batch
-	named(pb.Queue(ordersdb.InsertPlacedOrder, o.ID, o.CustomerID, o.Email, items, o.TotalCents, o.Currency,
-		req.PaymentToken, correlation.ID(ctx), now), "insert order")
-	named(pb.Queue(ordersdb.InsertTimelineEvent, o.ID, ev.Name(), uuid.MustParse(ev.EventID), serviceName,
-		ev.OccurredAt), "insert timeline")
-	s.outbox.Queue(&pb, &events)
-	if err := s.pool.SendBatch(ctx, &pb).Close(); err != nil {
+	if err := s.placer.place(p); err != nil {
 		return Order{}, err
 	}
-	s.outbox.Committed()
 	return o, nil
 }
 

@@ -9,6 +9,17 @@ RETURNING *;
 INSERT INTO orders (id, customer_id, email, items, total_cents, currency, payment_token, correlation_id, created_at, updated_at)
 VALUES (@id, @customer_id, @email, @items, @total_cents, @currency, @payment_token, @correlation_id, @created_at, @created_at);
 
+-- name: InsertPlacedOrders :exec
+-- InsertPlacedOrder for many orders in one statement: the keyless POST
+-- /orders requests that arrive together are written in one round trip
+-- (placer.go).
+INSERT INTO orders (id, customer_id, email, items, total_cents, currency, payment_token, correlation_id, created_at, updated_at)
+SELECT id, customer_id, email, items::jsonb, total_cents, currency, payment_token, correlation_id, created_at, created_at
+FROM (SELECT unnest(@ids::uuid[]) AS id, unnest(@customer_ids::text[]) AS customer_id, unnest(@emails::text[]) AS email,
+             unnest(@items::text[]) AS items, unnest(@total_cents::bigint[]) AS total_cents,
+             unnest(@currencies::text[]) AS currency, unnest(@payment_tokens::text[]) AS payment_token,
+             unnest(@correlation_ids::text[]) AS correlation_id, unnest(@created_ats::timestamptz[]) AS created_at) AS u;
+
 -- name: GetOrder :one
 SELECT * FROM orders WHERE id = $1;
 

@@ -93,10 +93,12 @@
 // at a time, and joined they still share one commit. Nothing waits for a
 // batch to fill: a record alone is a batch of one.
 //
-// Auto-commit is disabled; each partition's goroutine commits the offset
-// after the last record it finished (kgo CommitRecords) after every batch it
-// takes from its queue and when it stops, so a crash redelivers at most one
-// batch per partition.
+// Auto-commit is disabled; each partition's goroutine hands the offset
+// after the last record it finished to the session's committer after every
+// batch it takes from its queue and when it stops, and the committer
+// commits every partition's in one request (commit.go), so a crash
+// redelivers only what was handled since the last commit, a round trip's
+// worth.
 //
 // Metrics: orderflow_consumer_handled_total{topic,result},
 // orderflow_consumer_handle_seconds{topic} and orderflow_consumer_lag{group,
@@ -259,9 +261,10 @@ type Config struct {
 
 	// Transactions is how many batch transactions may run at once, each
 	// joining the batches the partitions have ready (see "Batching" in the
-	// package doc): the most pool connections the consumer's batches hold,
-	// however many partitions it owns (a record retried after a failure
-	// runs in a transaction of its own). Default 2.
+	// package doc), and the size of the consumer's own pool, copied from
+	// Pool's configuration: however many partitions it owns, the consumer
+	// holds that many connections (a record retried after a failure waits
+	// for one of them). Default DefaultTransactions.
 	Transactions int
 
 	MaxAttempts  int           // handler attempts per record; default 5
@@ -297,7 +300,7 @@ func (c *Config) setDefaults() {
 		c.MaxBatch = 100
 	}
 	if c.Transactions <= 0 {
-		c.Transactions = 2
+		c.Transactions = DefaultTransactions
 	}
 	if c.MaxAttempts <= 0 {
 		c.MaxAttempts = 5
@@ -342,6 +345,7 @@ type Runner struct {
 	joint    *joiner                    // batch transactions across partitions
 	client   atomic.Pointer[kgo.Client] // while Run runs, for the lag metric
 	trace    *tracing                   // nil when tracing is off
+	pool     *pgxpool.Pool              // the consumer's own, set by Run before anything uses it
 	// dlqFailing is the last dead-letter write's error while it fails.
 	dlqFailing atomic.Pointer[error]
 	kafka      []kgo.Opt // the client's instrumentation
@@ -418,13 +422,41 @@ var errSimulatedCrash = errors.New("simulated crash after the transaction commit
 // memory while the others keep flowing.
 const maxQueued = 1000
 
+// DefaultTransactions is Config.Transactions' default: the connections of
+// a consumer's own pool.
+const DefaultTransactions = 2
+
+// ownPool opens the consumer's pool: Pool's configuration with
+// Transactions connections and its own application_name. Behind the
+// service's pool its transactions would queue with the requests: under a
+// flood of POST /orders every batch waited for hundreds of requests
+// ahead of it, and the orders consumer fell behind by thousands of
+// records a second.
+func (r *Runner) ownPool(ctx context.Context) (*pgxpool.Pool, error) {
+	pcfg := r.cfg.Pool.Config().Copy()
+	pcfg.MaxConns, pcfg.MinConns = int32(r.cfg.Transactions), 0
+	base := pcfg.ConnConfig.RuntimeParams["application_name"]
+	if base == "" {
+		base = "orderflow-" + r.cfg.Service
+	}
+	pcfg.ConnConfig.RuntimeParams["application_name"] = base + "-consumer"
+	return pgxpool.NewWithConfig(ctx, pcfg)
+}
+
 // Run consumes until ctx is done, then drains: each partition finishes the
 // record in hand, the offsets of handled records are committed and the
 // group is left. It returns nil after a clean shutdown.
 func (r *Runner) Run(ctx context.Context) error {
+	pool, err := r.ownPool(ctx)
+	if err != nil {
+		return fmt.Errorf("consumer: pool: %w", err)
+	}
+	defer pool.Close()
+	r.pool = pool
 	ctx, stop := context.WithCancelCause(ctx)
 	defer stop(nil)
 	s := &session{r: r, parts: make(map[topicPartition]*partition)}
+	s.committer = newCommitter(s)
 	s.crash = func() {
 		s.crashed.Store(true)
 		stop(errSimulatedCrash)
@@ -458,6 +490,18 @@ func (r *Runner) Run(ctx context.Context) error {
 	r.client.Store(cl)
 	defer r.client.Store(nil)
 
+	commitCtx, stopCommitting := context.WithCancel(context.Background())
+	committing := make(chan struct{})
+	go func() {
+		defer close(committing)
+		s.committer.run(commitCtx)
+	}()
+	endCommits := sync.OnceFunc(func() {
+		stopCommitting()
+		<-committing
+	})
+	defer endCommits()
+
 	pruned := make(chan struct{})
 	go func() {
 		defer close(pruned)
@@ -489,7 +533,8 @@ func (r *Runner) Run(ctx context.Context) error {
 
 	// Drain: every partition finishes the record in hand and commits what
 	// it did; then the group is left.
-	s.stopAll()
+	s.stopAll() // flushes the committer
+	endCommits()
 	cl.Close()
 	if s.crashed.Load() {
 		return errSimulatedCrash
@@ -502,7 +547,7 @@ func (r *Runner) Run(ctx context.Context) error {
 func (r *Runner) pruneInbox(ctx context.Context) {
 	every := min(r.cfg.InboxRetention/10, time.Hour)
 	for clock.Sleep(ctx, every) {
-		n, err := inbox.Prune(ctx, r.cfg.Pool, time.Now().Add(-r.cfg.InboxRetention))
+		n, err := inbox.Prune(ctx, r.pool, time.Now().Add(-r.cfg.InboxRetention))
 		if err != nil && ctx.Err() == nil {
 			r.log.Warn("inbox retention", "err", err)
 		} else if n > 0 {
@@ -518,10 +563,11 @@ type topicPartition struct {
 
 // session is one Run's state: the client and its partition goroutines.
 type session struct {
-	r       *Runner
-	cl      *kgo.Client
-	crash   func()
-	crashed atomic.Bool // the test hook fired: commit nothing more
+	r         *Runner
+	cl        *kgo.Client
+	committer *committer
+	crash     func()
+	crashed   atomic.Bool // the test hook fired: commit nothing more
 
 	mu       sync.Mutex
 	parts    map[topicPartition]*partition
@@ -625,6 +671,13 @@ func (s *session) halt(ps []*partition, abandon bool) {
 	}
 	for _, pc := range ps {
 		<-pc.done
+	}
+	if !abandon {
+		// What the stopped goroutines finished is committed before their
+		// partitions go to another member or the group is left.
+		s.committer.flush()
+	}
+	for _, pc := range ps {
 		pc.cancelWork()
 		pc.mu.Lock()
 		if pc.paused {
@@ -706,22 +759,13 @@ func (s *session) consume(pc *partition) {
 	}
 }
 
-// commit commits the offset after pc's last finished record, unless the
-// partition was lost (another member may own it) or the runner crashed on
-// purpose. A failure is logged: the records are then redelivered and the
-// inbox deduplicates them.
-func (s *session) commit(pc *partition) {
-	if pc.last == nil || pc.work.Err() != nil || s.crashed.Load() {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := s.cl.CommitRecords(ctx, pc.last); err != nil {
-		s.r.log.Warn("commit offset", "topic", pc.tp.topic, "partition", pc.tp.partition, "err", err)
-		return
-	}
-	pc.last = nil
-}
+// commit hands the offset after pc's last finished record to the
+// session's committer (commit.go), which commits it soon with the other
+// partitions' unless the partition was lost (another member may own it)
+// or the runner crashed on purpose. A failed commit is retried; records
+// not committed when a crash comes are redelivered and the inbox
+// deduplicates them.
+func (s *session) commit(pc *partition) { s.committer.offer(pc) }
 
 // headerMap returns the last value of each header key.
 func headerMap(hs []kgo.RecordHeader) map[string]string {

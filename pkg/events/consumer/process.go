@@ -193,7 +193,7 @@ func (r *Runner) process(s *session, pc *partition, rec *kgo.Record, prior error
 // handleOnce runs one attempt in its own transaction and reports whether
 // the event was a duplicate.
 func (r *Runner) handleOnce(ctx context.Context, msg Message, eventID uuid.UUID) (dup bool, err error) {
-	tx, err := r.cfg.Pool.Begin(ctx)
+	tx, err := r.pool.Begin(ctx)
 	if err != nil {
 		return false, fmt.Errorf("begin: %w", err)
 	}
@@ -396,7 +396,7 @@ func (r *Runner) handleBatch(ctx context.Context, b batch) (dups []bool, failedA
 	if span != nil {
 		defer func() { endBatchSpan(span, err) }()
 	}
-	tx, err := r.cfg.Pool.Begin(ctx)
+	tx, err := r.pool.Begin(ctx)
 	if err != nil {
 		return nil, -1, fmt.Errorf("begin: %w", err)
 	}

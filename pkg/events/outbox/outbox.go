@@ -231,6 +231,21 @@ func (b *Batch) add(p outboxdb.InsertEventParams) {
 	b.p.OccurredAts = append(b.p.OccurredAts, p.OccurredAt)
 }
 
+// Append adds o's events after b's, as they are: several writers' batches
+// go into one statement.
+func (b *Batch) Append(o *Batch) {
+	for i := range o.p.EventIds {
+		b.p.EventIds = append(b.p.EventIds, o.p.EventIds[i])
+		b.p.Topics = append(b.p.Topics, o.p.Topics[i])
+		b.p.Keys = append(b.p.Keys, o.p.Keys[i])
+		b.p.EventTypes = append(b.p.EventTypes, o.p.EventTypes[i])
+		b.p.Payloads = append(b.p.Payloads, o.p.Payloads[i])
+		b.p.CorrelationIds = append(b.p.CorrelationIds, o.p.CorrelationIds[i])
+		b.p.Traceparents = append(b.p.Traceparents, o.p.Traceparents[i])
+		b.p.OccurredAts = append(b.p.OccurredAts, o.p.OccurredAts[i])
+	}
+}
+
 // Len is how many events b holds.
 func (b *Batch) Len() int { return len(b.p.EventIds) }
 

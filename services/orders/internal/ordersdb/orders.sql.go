@@ -192,6 +192,45 @@ func (q *Queries) InsertPlacedOrder(ctx context.Context, arg InsertPlacedOrderPa
 	return err
 }
 
+const InsertPlacedOrders = `-- name: InsertPlacedOrders :exec
+INSERT INTO orders (id, customer_id, email, items, total_cents, currency, payment_token, correlation_id, created_at, updated_at)
+SELECT id, customer_id, email, items::jsonb, total_cents, currency, payment_token, correlation_id, created_at, created_at
+FROM (SELECT unnest($1::uuid[]) AS id, unnest($2::text[]) AS customer_id, unnest($3::text[]) AS email,
+             unnest($4::text[]) AS items, unnest($5::bigint[]) AS total_cents,
+             unnest($6::text[]) AS currency, unnest($7::text[]) AS payment_token,
+             unnest($8::text[]) AS correlation_id, unnest($9::timestamptz[]) AS created_at) AS u
+`
+
+type InsertPlacedOrdersParams struct {
+	Ids            []uuid.UUID
+	CustomerIds    []string
+	Emails         []string
+	Items          []string
+	TotalCents     []int64
+	Currencies     []string
+	PaymentTokens  []string
+	CorrelationIds []string
+	CreatedAts     []time.Time
+}
+
+// InsertPlacedOrder for many orders in one statement: the keyless POST
+// /orders requests that arrive together are written in one round trip
+// (placer.go).
+func (q *Queries) InsertPlacedOrders(ctx context.Context, arg InsertPlacedOrdersParams) error {
+	_, err := q.db.Exec(ctx, InsertPlacedOrders,
+		arg.Ids,
+		arg.CustomerIds,
+		arg.Emails,
+		arg.Items,
+		arg.TotalCents,
+		arg.Currencies,
+		arg.PaymentTokens,
+		arg.CorrelationIds,
+		arg.CreatedAts,
+	)
+	return err
+}
+
 const InsertTimelineEvent = `-- name: InsertTimelineEvent :execrows
 INSERT INTO order_timeline (order_id, event, event_id, service, occurred_at)
 VALUES ($1, $2, $3, $4, $5)
