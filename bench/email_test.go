@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -19,7 +18,6 @@ import (
 
 	"github.com/orderflow/orderflow/internal/amqptest"
 	"github.com/orderflow/orderflow/internal/kafkatest"
-	"github.com/orderflow/orderflow/internal/pgtest"
 	"github.com/orderflow/orderflow/internal/servicetest"
 	"github.com/orderflow/orderflow/internal/smtptest"
 	"github.com/orderflow/orderflow/internal/testenv"
@@ -59,16 +57,10 @@ func emailThroughput(b *testing.B, mod func(*email.Config), delivered func() int
 	const tasks = 20_000
 	b.StopTimer()
 	broker := kafkatest.Start(b)
-	dbURL := pgtest.NewDatabase(b)
-	u, err := url.Parse(dbURL)
-	if err != nil {
-		b.Fatal(err)
-	}
 	cfg := email.Config{
-		Config:      servicetest.Config(b, broker),
+		Config:      servicetest.Config(b, broker), // its own database and role
 		QueuePrefix: amqptest.Prefix(b),
 	}
-	cfg.Database = strings.TrimPrefix(u.Path, "/")
 	mod(&cfg)
 	testenv.Start(b, func(ctx context.Context) error { return email.Run(ctx, cfg, quiet) })
 	servicetest.WaitReady(b, "http://"+cfg.HTTPAddr)
