@@ -6,21 +6,60 @@ package testenv
 import (
 	"bytes"
 	"context"
+	"math/rand/v2"
 	"net"
+	"os"
+	"path/filepath"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
 )
 
-// FreeAddr returns a 127.0.0.1 address with a port nothing listens on now.
+// Ports FreeAddr hands out: below Linux's ephemeral range (32768-60999),
+// where a port the kernel chose for ":0" or for an outgoing connection's
+// source could be given again to another test process before the service
+// under test bound it. That happened: two packages' tests got the same
+// port, and one test talked to the other's service.
+const (
+	firstTestPort = 20000
+	testPorts     = 12768
+)
+
+// portLocks is where FreeAddr marks the ports it handed out, so that test
+// processes running side by side never share one.
+var portLocks = filepath.Join(os.TempDir(), "orderflow-test-ports")
+
+// FreeAddr returns a 127.0.0.1 address with a port nothing listens on now
+// and that no other test holds until t ends.
 func FreeAddr(t testing.TB) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
+	if err := os.MkdirAll(portLocks, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	for range 1000 {
+		port := strconv.Itoa(firstTestPort + rand.IntN(testPorts))
+		lock := filepath.Join(portLocks, port)
+		f, err := os.OpenFile(lock, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+		if err != nil {
+			if fi, err := os.Stat(lock); err == nil && time.Since(fi.ModTime()) > time.Hour {
+				_ = os.Remove(lock) // left by a run that was killed
+			}
+			continue
+		}
+		_ = f.Close()
+		addr := net.JoinHostPort("127.0.0.1", port)
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			_ = os.Remove(lock) // something else serves it
+			continue
+		}
+		_ = ln.Close()
+		t.Cleanup(func() { _ = os.Remove(lock) })
+		return addr
+	}
+	t.Fatal("no free test port")
+	return ""
 }
 
 // WaitFor polls cond until it holds, failing t after timeout.
