@@ -145,9 +145,11 @@ func gatherTrace(ctx context.Context, cfg traceConfig, orderID string) (*facts, 
 	}
 	// The inbox keeps eventIds only, so it is asked about the events found
 	// above.
-	// A service marks an event handled and changes its own rows in one
-	// transaction, so those rows are read again after the inbox: a status
-	// read before could be older than a step the trace shows as done.
+	// A service marks an event handled, changes its own rows, fires its
+	// timers and writes its outbox in one transaction, and the relay
+	// publishes after, so the service's rows are read again after its
+	// inbox and after Kafka: read before, a timer or a status could be
+	// older than a step the trace shows as done.
 	ids := f.eventIDs()
 	for _, name := range services {
 		p := pools[name]
@@ -158,10 +160,10 @@ func gatherTrace(ctx context.Context, cfg traceConfig, orderID string) (*facts, 
 			f.unavailable = append(f.unavailable, fmt.Sprintf("%s inbox: %v", name, err))
 			continue
 		}
-		if name == "orders" {
+		f.forget(name)
+		err := readService(ctx, p, name, f, since)
+		if err == nil && name == "orders" {
 			_, err = readOrder(ctx, p, f)
-		} else {
-			err = readOwn(ctx, p, name, f)
 		}
 		if err != nil {
 			f.unavailable = append(f.unavailable, fmt.Sprintf("%s database: %v", name, err))

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -198,6 +199,13 @@ func readInbox(ctx context.Context, pool *pgxpool.Pool, name string, ids []strin
 	})
 	f.inbox = append(f.inbox, in...)
 	return err
+}
+
+// forget drops the outbox rows and timers read from the service's
+// database, before they are read again.
+func (f *facts) forget(service string) {
+	f.outbox = slices.DeleteFunc(f.outbox, func(o outboxRow) bool { return o.service == service })
+	f.timers = slices.DeleteFunc(f.timers, func(t timerRow) bool { return t.service == service })
 }
 
 // eventIDs are the ids of every event of the order found so far.
